@@ -1,0 +1,107 @@
+"""Config sections owned by `camera/`: the six cameras and the gate.
+
+Each driver declares its own settings model with `driver: Literal[...]`, and the
+union is discriminated on `driver`, so config.yaml's `driver: pylon` selects the
+class and validates only the settings that driver understands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraBase(Section):
+    id: str = Field(min_length=1, description="Name used in logs, records and metrics.")
+    view: int = Field(ge=0, le=5, description="View index 0-5; 0-2 left bank, 3-5 right bank.")
+    bank: Literal["left", "right"]
+    trigger: Literal["software", "line1", "line2", "line3", "line4"] = "software"
+    exposure_us: float = Field(default=2000.0, gt=0)
+    gain_db: float = Field(default=0.0, ge=0)
+    width: int = Field(default=700, gt=0)
+    height: int = Field(default=820, gt=0)
+    offset_x: int = Field(default=0, ge=0)
+    offset_y: int = Field(default=0, ge=0)
+    pixel_format: Literal["Mono8", "RGB8Packed", "BGR8Packed"] = "BGR8Packed"
+    grab_timeout_ms: int = Field(default=500, gt=0)
+
+
+class SyntheticCameraConfig(CameraBase):
+    """The glass renderer, live: each gate event renders the container's view."""
+
+    driver: Literal["synthetic"]
+    seed: int = 0
+    defect_free_share: float = Field(default=0.5, ge=0, le=1)
+
+
+class PylonCameraConfig(CameraBase):
+    """A Basler camera through pypylon; select by serial number or user-defined name."""
+
+    driver: Literal["pylon"]
+    serial: str | None = None
+    user_name: str | None = None
+    emulate_images: Path | None = Field(
+        default=None, description="Emulator only: folder of images the camera serves.")
+
+
+class GenicamCameraConfig(CameraBase):
+    """Any GenTL camera through harvesters and the vendor's .cti producer."""
+
+    driver: Literal["genicam"]
+    cti: Path
+    serial: str | None = None
+
+
+class BatchCameraConfig(CameraBase):
+    """Plays back the stored views of a captured batch, in order (edge replay)."""
+
+    driver: Literal["batch"]
+    path: Path
+
+
+CameraConfig = Annotated[
+    Union[SyntheticCameraConfig, PylonCameraConfig, GenicamCameraConfig, BatchCameraConfig],
+    Field(discriminator="driver"),
+]
+
+
+class GateBase(Section):
+    debounce_ms: float = Field(default=5.0, ge=0)
+
+
+class SimulatedGateConfig(GateBase):
+    """A gate that fires at the line speed (containers per minute from `line.speed_cpm`)."""
+
+    driver: Literal["simulated"]
+
+
+class SerialModemGateConfig(GateBase):
+    """The sensor wired to a modem-status input (CTS/DSR/CD) of a USB-serial adapter."""
+
+    driver: Literal["serial_modem"]
+    port: str = Field(min_length=1, description="e.g. /dev/ttyUSB0, or loop:// in tests.")
+    line: Literal["cts", "dsr", "cd"] = "cts"
+    edge: Literal["rising", "falling"] = "rising"
+    poll_ms: float = Field(default=1.0, gt=0)
+
+
+class SerialLinesGateConfig(GateBase):
+    """A PLC or microcontroller sends one text line per container (e.g. its sequence)."""
+
+    driver: Literal["serial_lines"]
+    port: str = Field(min_length=1)
+    baudrate: int = Field(default=115200, gt=0)
+
+
+GateConfig = Annotated[
+    Union[SimulatedGateConfig, SerialModemGateConfig, SerialLinesGateConfig],
+    Field(discriminator="driver"),
+]

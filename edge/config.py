@@ -1,0 +1,169 @@
+"""The whole line in one file: load config.yaml, validate it once, explain what is wrong.
+
+Each package owns the schema of its own section (camera/config.py, engines/config.py,
+pipeline/config.py, storage/config.py); this module composes them, checks what spans
+sections (six distinct views, banks), resolves relative paths against the file's folder,
+and turns validation errors into one line per problem that names the key, the value,
+what is allowed and the line of the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from camera.config import CameraConfig, GateConfig, Section
+from engines.config import EngineConfig
+from pipeline.config import PipelineConfig, RejectConfig
+from storage.config import StorageConfig
+
+DEFAULT_PATH = Path("config.yaml")
+
+
+class ConfigError(Exception):
+    """config.yaml cannot be used; the message names the key and the fix."""
+
+
+class LineConfig(Section):
+    id: str = Field(default="line-1", min_length=1)
+    speed_cpm: float = Field(gt=0, le=1200, description="Containers per minute.")
+    travel_time_ms: float = Field(gt=0, description="Gate to ejector.")
+    relay_lead_ms: float = Field(default=30.0, ge=0, description="Actuator lead time.")
+    rotation_delay_ms: float = Field(default=150.0, ge=0, description="Left bank to right bank.")
+    late_result: Literal["reject", "pass"] = Field(
+        default="reject", description="A missing or late result: fail-safe reject, or pass (logged).")
+
+    @model_validator(mode="after")
+    def _deadline_before_ejector(self) -> "LineConfig":
+        if self.relay_lead_ms + self.rotation_delay_ms >= self.travel_time_ms:
+            raise ValueError(
+                f"travel_time_ms ({self.travel_time_ms:g}) must exceed rotation_delay_ms + relay_lead_ms "
+                f"({self.rotation_delay_ms + self.relay_lead_ms:g}): no time would be left to decide")
+        return self
+
+    @property
+    def period_s(self) -> float:
+        return 60.0 / self.speed_cpm
+
+
+class MetricsConfig(Section):
+    address: str = Field(default="127.0.0.1:9108", description="Prometheus endpoint host:port.")
+
+
+class AppConfig(Section):
+    line: LineConfig
+    cameras: list[CameraConfig] = Field(min_length=6, max_length=6)
+    gate: GateConfig
+    pipeline: PipelineConfig = PipelineConfig()
+    engine: EngineConfig = EngineConfig()
+    storage: StorageConfig = StorageConfig()
+    reject: RejectConfig
+    metrics: MetricsConfig = MetricsConfig()
+
+    @model_validator(mode="after")
+    def _six_distinct_views(self) -> "AppConfig":
+        seen: dict[int, str] = {}
+        for cam in self.cameras:
+            if cam.view in seen:
+                raise ValueError(f"view {cam.view} is used by both {seen[cam.view]!r} and {cam.id!r}; "
+                                 "each view 0-5 needs exactly one camera")
+            seen[cam.view] = cam.id
+            expected = "left" if cam.view < 3 else "right"
+            if cam.bank != expected:
+                raise ValueError(f"camera {cam.id!r}: view {cam.view} belongs to the {expected} bank, "
+                                 f"not {cam.bank!r}")
+        ids = [cam.id for cam in self.cameras]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera ids must be unique, got {ids}")
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage.data_dir
+
+    @property
+    def database_url(self) -> str:
+        return self.storage.database.replace("{data_dir}", str(self.storage.data_dir))
+
+
+def load_config(path: str | Path = DEFAULT_PATH) -> AppConfig:
+    """Read and validate a config file; raise ConfigError naming every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); "
+                          "pass --config PATH or create config.yaml") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (line, cameras, gate, ...)")
+    return parse_config(raw, path, text)
+
+
+def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH, text: str | None = None) -> AppConfig:
+    """Validate an already-parsed mapping; relative paths resolve against `path`'s folder."""
+    try:
+        config = AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_explain(err, path, text) for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+    return _resolve_paths(config, path.resolve().parent)
+
+
+def _explain(err: dict[str, Any], path: Path, text: str | None) -> str:
+    keys = [k for k in err["loc"] if not (isinstance(k, str) and k in _DRIVER_TAGS)]
+    key = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".") or "(top level)"
+    where = f"{path}:{_line_of(text, keys)}" if text and _line_of(text, keys) else str(path)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{where}: {key}: unknown key; remove it or check its spelling"
+    if err["type"] == "missing":
+        return f"{where}: {key}: missing; add it"
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" = {value!r}"
+    return f"{where}: {key}{shown}: {msg}"
+
+
+# pydantic puts the union member's tag into the error location (cameras.3.pylon.serial).
+_DRIVER_TAGS = {"synthetic", "pylon", "genicam", "batch", "simulated", "serial_modem",
+                "serial_lines", "relay", "plc"}
+
+
+def _line_of(text: str, keys: list[Any]) -> int | None:
+    """1-based line of the deepest key of `keys` found in the YAML text."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode) and isinstance(key, str):
+            match = [(k, v) for k, v in node.value if k.value == key]
+            if not match:
+                break
+            line, node = match[0][0].start_mark.line + 1, match[0][1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _resolve_paths(config: AppConfig, base: Path) -> AppConfig:
+    def absolute(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
+
+    cameras = []
+    for cam in config.cameras:
+        updates = {name: absolute(getattr(cam, name))
+                   for name in ("emulate_images", "cti", "path") if hasattr(cam, name)}
+        cameras.append(cam.model_copy(update=updates))
+    storage = config.storage.model_copy(update={"data_dir": absolute(config.storage.data_dir)})
+    return config.model_copy(update={"cameras": cameras, "storage": storage})

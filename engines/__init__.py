@@ -1,0 +1,1 @@
+"""The RTVP detector, its runtimes behind one Engine interface, and training."""

@@ -1,0 +1,1 @@
+"""RTVP (Refined Text-Visual Prompt) detector: one module per paper component."""

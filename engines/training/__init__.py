@@ -1,0 +1,1 @@
+"""Datasets, the training loop, evaluation, retraining."""

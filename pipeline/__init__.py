@@ -1,0 +1,1 @@
+"""ZeroMQ stages: inference workers, decisions, reject relay, accounting."""
