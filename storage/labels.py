@@ -1,0 +1,363 @@
+"""Labelled images on disk: COCO JSON and YOLO text labels, written and read back.
+
+Datasets come from the synthetic renderer (`edge synth`), from captured batches and,
+later, from operators. Readers never trust a file: each box or image that cannot be
+used (unknown class, outside the image, zero area, duplicate id, missing or corrupt
+image) is left out and named in one human-readable line of `LabelSet.skipped`, so a
+training run can show what it ignored instead of stopping on the first bad line.
+A box partly outside its image is clipped to it and that is reported too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from storage.errors import StorageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# Stems like 000123_v4 (the batch and synth naming) carry the container and the view.
+_STEM = re.compile(r"^(\d+)_v(\d)$")
+
+
+@dataclass
+class LabelledImage:
+    file: str  # path relative to the dataset root, "/"-separated
+    width: int
+    height: int
+    boxes: np.ndarray  # (N, 4) float32 xyxy pixels
+    classes: list[str]
+    container_seq: int | None = None
+    view: int | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        if len(self.classes) != len(self.boxes):
+            raise ValueError(f"{self.file}: {len(self.boxes)} boxes but {len(self.classes)} classes")
+
+
+@dataclass
+class LabelSet:
+    root: Path
+    images: list[LabelledImage]
+    classes: list[str]
+    skipped: list[str] = field(default_factory=list)  # one line per skipped box/image and why
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Readers never see half a label file: write beside it, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_classes(images: list[LabelledImage], classes: list[str]) -> None:
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"duplicate class names in {classes}")
+    known = set(classes)
+    for image in images:
+        unknown = set(image.classes) - known
+        if unknown:
+            raise ValueError(f"{image.file}: classes {sorted(unknown)} not in {classes}")
+
+
+def _fit_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int,
+             where: str, skipped: list[str]) -> tuple[float, float, float, float] | None:
+    """Validate one xyxy box against its image; clip if partly outside, None if unusable."""
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        skipped.append(f"{where}: box {[x1, y1, x2, y2]} has a non-finite coordinate; skipped")
+        return None
+    if x2 <= x1 or y2 <= y1:
+        skipped.append(f"{where}: box {[x1, y1, x2, y2]} has zero or negative area; skipped")
+        return None
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        skipped.append(f"{where}: box {[round(v, 1) for v in (x1, y1, x2, y2)]} is fully outside "
+                       f"the {width}x{height} image; skipped")
+        return None
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+        skipped.append(f"{where}: box {[round(v, 1) for v in (x1, y1, x2, y2)]} is partly outside "
+                       f"the {width}x{height} image; clipped to "
+                       f"{[round(v, 1) for v in (cx1, cy1, cx2, cy2)]}")
+    return cx1, cy1, cx2, cy2
+
+
+def _check_image_file(path: Path, width: int, height: int, where: str, skipped: list[str]) -> bool:
+    """Decode the file (slow, so only on request) and compare its size with the label's."""
+    if not path.is_file():
+        skipped.append(f"{where}: image file {path} is missing; image skipped")
+        return False
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        skipped.append(f"{where}: image file {path} cannot be decoded; image skipped")
+        return False
+    if pixels.shape[:2] != (height, width):
+        skipped.append(f"{where}: image file {path} is {pixels.shape[1]}x{pixels.shape[0]}, "
+                       f"labels say {width}x{height}; image skipped")
+        return False
+    return True
+
+
+def _seq_view(file: str) -> tuple[int | None, int | None]:
+    match = _STEM.match(Path(file).stem)
+    return (int(match[1]), int(match[2])) if match else (None, None)
+
+
+# ---------------------------------------------------------------------------- COCO
+
+
+def write_coco(path: Path, images: list[LabelledImage], classes: list[str]) -> None:
+    """One COCO JSON; category ids start at 1 in `classes` order; boxes as [x, y, w, h]."""
+    path = Path(path)
+    _check_classes(images, classes)
+    category_id = {name: i + 1 for i, name in enumerate(classes)}
+    coco_images, annotations = [], []
+    for image_id, image in enumerate(images, start=1):
+        coco_images.append({
+            "id": image_id, "file_name": image.file, "width": int(image.width),
+            "height": int(image.height), "container_seq": image.container_seq, "view": image.view,
+        })
+        for box, name in zip(image.boxes.tolist(), image.classes):
+            x1, y1, x2, y2 = box
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id[name],
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0,
+            })
+    document = {
+        "info": {"description": "glass-edge labelled images", "version": "1"},
+        "images": coco_images, "annotations": annotations,
+        "categories": [{"id": i, "name": name, "supercategory": "defect"}
+                       for name, i in category_id.items()],
+    }
+    _atomic_write(path, json.dumps(document, indent=1))
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StorageError(f"label file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StorageError(f"label file {path} is not readable COCO JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+        raise StorageError(f"label file {path} is not COCO JSON: no 'images' list")
+    return document
+
+
+def _coco_categories(document: dict, skipped: list[str]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for category in document.get("categories") or []:
+        try:
+            cid, name = int(category["id"]), str(category["name"])
+        except (KeyError, TypeError, ValueError):
+            skipped.append(f"category {category!r}: needs an integer id and a name; skipped")
+            continue
+        if cid in names:
+            skipped.append(f"category id {cid} ({name!r}) is a duplicate of {names[cid]!r}; skipped")
+            continue
+        names[cid] = name
+    return names
+
+
+def read_coco(path: Path, check_images: bool = False) -> LabelSet:
+    """Read a COCO JSON; image files are relative to its folder.
+
+    `check_images` decodes every image (slow) to catch missing, corrupt or wrong-sized
+    files. A missing or unparsable JSON file raises StorageError; anything wrong inside
+    it is reported in `skipped` and left out.
+    """
+    path = Path(path)
+    document = _load_json(path)
+    skipped: list[str] = []
+    category_names = _coco_categories(document, skipped)
+    classes = [category_names[cid] for cid in sorted(category_names)]
+
+    by_id: dict[int, LabelledImage] = {}
+    for entry in document["images"]:
+        try:
+            image_id, file = int(entry["id"]), str(entry["file_name"])
+            width, height = int(entry["width"]), int(entry["height"])
+        except (KeyError, TypeError, ValueError):
+            skipped.append(f"image {entry!r}: needs id, file_name, width and height; skipped")
+            continue
+        where = f"image {image_id} ({file})"
+        if image_id in by_id:
+            skipped.append(f"{where}: duplicate image id (first is {by_id[image_id].file}); skipped")
+            continue
+        if width <= 0 or height <= 0:
+            skipped.append(f"{where}: size {width}x{height} is not positive; skipped")
+            continue
+        if check_images and not _check_image_file(path.parent / file, width, height, where, skipped):
+            continue
+        seq, view = entry.get("container_seq"), entry.get("view")
+        by_id[image_id] = LabelledImage(
+            file=file, width=width, height=height, boxes=np.zeros((0, 4), np.float32), classes=[],
+            container_seq=None if seq is None else int(seq), view=None if view is None else int(view))
+
+    boxes: dict[int, list] = {image_id: [] for image_id in by_id}
+    names: dict[int, list[str]] = {image_id: [] for image_id in by_id}
+    seen: set[int] = set()
+    for ann in document.get("annotations") or []:
+        try:
+            ann_id, image_id, cid = int(ann["id"]), int(ann["image_id"]), int(ann["category_id"])
+            x, y, w, h = (float(v) for v in ann["bbox"])
+        except (KeyError, TypeError, ValueError):
+            skipped.append(f"annotation {ann!r}: needs id, image_id, category_id and a 4-number bbox; skipped")
+            continue
+        where = f"annotation {ann_id}"
+        if ann_id in seen:
+            skipped.append(f"{where}: duplicate annotation id; skipped")
+            continue
+        seen.add(ann_id)
+        if image_id not in by_id:
+            skipped.append(f"{where}: image id {image_id} is unknown or was skipped; skipped")
+            continue
+        image = by_id[image_id]
+        where = f"{where} on {image.file}"
+        if cid not in category_names:
+            skipped.append(f"{where}: unknown class (category id {cid}); skipped")
+            continue
+        box = _fit_box(x, y, x + w, y + h, image.width, image.height, where, skipped)
+        if box is not None:
+            boxes[image_id].append(box)
+            names[image_id].append(category_names[cid])
+
+    images = []
+    for image_id, image in by_id.items():
+        image.boxes = np.asarray(boxes[image_id], np.float32).reshape(-1, 4)
+        image.classes = names[image_id]
+        images.append(image)
+    return LabelSet(root=path.parent, images=images, classes=classes, skipped=skipped)
+
+
+# ---------------------------------------------------------------------------- YOLO
+
+
+def write_yolo(root: Path, images: list[LabelledImage], classes: list[str]) -> None:
+    """labels/<stem>.txt per image ("class cx cy w h", normalised) and classes.txt.
+
+    An image without boxes gets an empty file, so "no defect" is explicit. Stems must
+    be unique because YOLO pairs images and labels by stem.
+    """
+    root = Path(root)
+    _check_classes(images, classes)
+    index = {name: i for i, name in enumerate(classes)}
+    stems = [Path(image.file).stem for image in images]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise ValueError(f"YOLO pairs images with labels by file stem; duplicated stems: {duplicates[:5]}")
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    _atomic_write(root / "classes.txt", "".join(f"{name}\n" for name in classes))
+    for stem, image in zip(stems, images):
+        lines = []
+        for (x1, y1, x2, y2), name in zip(image.boxes.tolist(), image.classes):
+            cx, cy = (x1 + x2) / 2 / image.width, (y1 + y2) / 2 / image.height
+            w, h = (x2 - x1) / image.width, (y2 - y1) / image.height
+            lines.append(f"{index[name]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+        _atomic_write(root / "labels" / f"{stem}.txt", "".join(lines))
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG header without decoding; other formats are decoded."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return width, height
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return None if pixels is None else (pixels.shape[1], pixels.shape[0])
+
+
+def _yolo_images(root: Path, skipped: list[str]) -> dict[str, Path]:
+    """Image files by stem, from images/ (or the root when there is no images/ folder)."""
+    folder = root / "images" if (root / "images").is_dir() else root
+    found: dict[str, Path] = {}
+    for file in sorted(folder.iterdir()):
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if file.stem in found:
+            skipped.append(f"image {file.relative_to(root)}: duplicate of "
+                           f"{found[file.stem].relative_to(root)} (same stem); skipped")
+            continue
+        found[file.stem] = file
+    return found
+
+
+def _parse_yolo_line(line: str, classes: list[str], width: int, height: int, where: str,
+                     skipped: list[str]) -> tuple[tuple[float, float, float, float], str] | None:
+    fields = line.split()
+    if len(fields) != 5:
+        skipped.append(f"{where}: expected 'class cx cy w h', got {line.strip()!r}; skipped")
+        return None
+    try:
+        index = int(fields[0])
+        cx, cy, w, h = (float(v) for v in fields[1:])
+    except ValueError:
+        skipped.append(f"{where}: {line.strip()!r} is not numbers; skipped")
+        return None
+    if not 0 <= index < len(classes):
+        skipped.append(f"{where}: unknown class index {index} (classes.txt has {len(classes)}); skipped")
+        return None
+    x1, x2 = (cx - w / 2) * width, (cx + w / 2) * width
+    y1, y2 = (cy - h / 2) * height, (cy + h / 2) * height
+    box = _fit_box(x1, y1, x2, y2, width, height, where, skipped)
+    return None if box is None else (box, classes[index])
+
+
+def read_yolo(root: Path, check_images: bool = False) -> LabelSet:
+    """Read classes.txt, labels/*.txt and the images beside them (images/<stem>.<ext>).
+
+    YOLO files hold no image size, so each image's size is read from its file header.
+    An image without a label file has no defects; a label file without an image is
+    reported. `check_images` also decodes every image to catch corrupt files.
+    """
+    root = Path(root)
+    classes_file = root / "classes.txt"
+    if not classes_file.is_file():
+        raise StorageError(f"{classes_file} does not exist: a YOLO dataset needs one class name per line")
+    classes = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    skipped: list[str] = []
+    image_files = _yolo_images(root, skipped)
+    label_dir = root / "labels"
+    label_files = {f.stem: f for f in sorted(label_dir.glob("*.txt"))} if label_dir.is_dir() else {}
+    for stem in sorted(set(label_files) - set(image_files)):
+        skipped.append(f"labels/{stem}.txt: no image file {stem}.* beside it; skipped")
+
+    images = []
+    for stem, file in image_files.items():
+        rel = file.relative_to(root).as_posix()
+        size = _image_size(file)
+        if size is None:
+            skipped.append(f"image {rel}: cannot be read; skipped")
+            continue
+        width, height = size
+        if check_images and not _check_image_file(file, width, height, f"image {rel}", skipped):
+            continue
+        boxes, names = [], []
+        if stem in label_files:
+            for number, line in enumerate(label_files[stem].read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                parsed = _parse_yolo_line(line, classes, width, height,
+                                          f"labels/{stem}.txt line {number}", skipped)
+                if parsed is not None:
+                    boxes.append(parsed[0])
+                    names.append(parsed[1])
+        seq, view = _seq_view(rel)
+        images.append(LabelledImage(file=rel, width=width, height=height,
+                                    boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+                                    classes=names, container_seq=seq, view=view))
+    return LabelSet(root=root, images=images, classes=classes, skipped=skipped)
