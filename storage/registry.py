@@ -1,0 +1,184 @@
+"""The model registry: every model version the line has had, and which one is live.
+
+    <data_dir>/models/<version>/   one verified ModelPackage per version
+    <data_dir>/models/ACTIVE       the live version's name (replaced atomically)
+    <data_dir>/models/HISTORY.json the versions activated so far, oldest first
+
+Workers poll ACTIVE (mtime and content) to switch models without a restart, so ACTIVE
+only ever names a package that verified when it was activated. `rollback` walks back
+through HISTORY rather than following `parent`, because a rollback must return to what
+actually ran before, which is not always the parent (a forced or manual activation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engines.errors import EngineError
+from engines.package import MANIFEST, ModelPackage
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "ACTIVE"
+HISTORY = "HISTORY.json"
+# The model shipped in the repository: trained on synthetic containers only.
+SHIPPED = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "rtvp-n-synth"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Registry:
+    def __init__(self, data_dir: str | Path) -> None:
+        self.root = Path(data_dir) / "models"
+
+    # -- reading -----------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Version names, oldest first (by the manifest's `created`, then name)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in self.root.iterdir():
+            if folder.is_dir() and not folder.name.startswith(".") and (folder / MANIFEST).is_file():
+                try:
+                    created = json.loads((folder / MANIFEST).read_text()).get("created", "")
+                except (OSError, json.JSONDecodeError):
+                    created = ""
+                found.append((created, folder.name))
+        return [name for _, name in sorted(found)]
+
+    def list(self) -> list[dict]:
+        """One row per version: the manifest's facts plus whether its files verify."""
+        active = self.active_version()
+        rows = []
+        for name in self.versions():
+            row = {"version": name, "active": name == active}
+            try:
+                package = ModelPackage.load(self.root / name, verify=False)
+                package.verify()
+                row["status"] = "ok"
+            except EngineError as exc:
+                row["status"] = f"refused: {exc}"
+                package = None
+            if package is not None or (self.root / name / MANIFEST).is_file():
+                manifest = package.manifest if package else self._raw_manifest(name)
+                for key in ("parent", "created", "data", "metrics", "vocabulary"):
+                    row[key] = manifest.get(key)
+            rows.append(row)
+        return rows
+
+    def _raw_manifest(self, name: str) -> dict:
+        try:
+            return json.loads((self.root / name / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def get(self, version: str) -> ModelPackage:
+        """A registered version, verified (a tampered file raises EngineError)."""
+        folder = self.root / version
+        if not (folder / MANIFEST).is_file():
+            known = ", ".join(self.versions()) or "none"
+            raise StorageError(f"model version {version!r} is not in the registry {self.root} "
+                               f"(known: {known})")
+        return ModelPackage.load(folder)
+
+    def active_version(self) -> str | None:
+        try:
+            return (self.root / ACTIVE).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def active(self) -> ModelPackage:
+        version = self.active_version()
+        if version is None:
+            raise StorageError(f"no active model in {self.root}; register one with `edge train` "
+                               "or `edge model activate VERSION`")
+        return self.get(version)
+
+    def history(self) -> list[str]:
+        try:
+            return list(json.loads((self.root / HISTORY).read_text()))
+        except FileNotFoundError:
+            return []
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StorageError(f"{self.root / HISTORY}: unreadable ({exc}); delete it to start "
+                               "a new activation history") from None
+
+    # -- changing ----------------------------------------------------------------
+    def register(self, package_dir: str | Path) -> ModelPackage:
+        """Copy a package into the registry after verifying it; its version names the folder."""
+        source = ModelPackage.load(package_dir)  # refuses a corrupt or tampered package
+        target = self.root / source.version
+        if target.exists():
+            raise StorageError(f"model version {source.version!r} is already registered "
+                               f"({target}); give the new model another version name")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{source.version}.", dir=self.root))
+        try:
+            for name in [MANIFEST, *source.manifest["files"]]:
+                shutil.copy2(source.path / name, tmp / name)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("registered model %s from %s", source.version, source.path)
+        return ModelPackage.load(target)
+
+    def activate(self, version: str) -> ModelPackage:
+        """Make `version` live; it is verified first, so ACTIVE never names a broken package."""
+        package = self.get(version)
+        self._set_active(version)
+        history = self.history()
+        if not history or history[-1] != version:
+            _write_atomic(self.root / HISTORY, json.dumps(history + [version]))
+        log.info("active model is now %s", version)
+        return package
+
+    def rollback(self) -> ModelPackage:
+        """Return to the version that was live before the current one."""
+        history = self.history()
+        current = self.active_version()
+        while history and history[-1] == current:
+            history.pop()
+        if not history:
+            raise StorageError(f"nothing to roll back to: {current or 'no model'} is the first "
+                               "active version in this registry")
+        previous = history[-1]
+        package = self.get(previous)
+        self._set_active(previous)
+        _write_atomic(self.root / HISTORY, json.dumps(history))
+        log.info("rolled back from %s to %s", current, previous)
+        return package
+
+    def _set_active(self, version: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.root / ACTIVE, version + "\n")
+
+    def ensure_default(self, shipped: Path = SHIPPED / DEFAULT_MODEL) -> ModelPackage | None:
+        """On an empty registry, register and activate the model shipped in the repository."""
+        if self.versions():
+            return None
+        if not (shipped / MANIFEST).is_file():
+            raise StorageError(f"the registry {self.root} is empty and the shipped model "
+                               f"{shipped} is missing; train one with `edge train`")
+        package = self.register(shipped)
+        return self.activate(package.version)
+
+
+def new_version(prefix: str) -> str:
+    """A version name that sorts by time: `<prefix>-YYYYmmddTHHMMSS` (UTC)."""
+    return f"{prefix}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"

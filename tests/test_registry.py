@@ -1,0 +1,83 @@
+"""The model registry: register, activate, rollback, and refusing tampered packages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.errors import EngineError
+from engines.package import ModelPackage
+from storage.errors import StorageError
+from storage.registry import ACTIVE, Registry
+
+
+def make_package(folder: Path, version: str, parent: str | None = None) -> Path:
+    path = folder / version
+    ModelPackage.create(path, version=version, state_dict={"w": torch.ones(3)},
+                        arch={"scale": "tiny"}, vocabulary=["oil", "bubble"],
+                        embeddings=np.eye(2, 4, dtype=np.float32), parent=parent,
+                        data="synthetic", metrics={"ap": 0.1})
+    return path
+
+
+def test_register_activate_rollback(tmp_path):
+    registry = Registry(tmp_path / "data")
+    assert registry.versions() == [] and registry.active_version() is None
+    with pytest.raises(StorageError, match="no active model"):
+        registry.active()
+    registry.register(make_package(tmp_path / "src", "v1"))
+    registry.register(make_package(tmp_path / "src", "v2", parent="v1"))
+    assert registry.versions() == ["v1", "v2"]
+    registry.activate("v1")
+    registry.activate("v2")
+    assert registry.active().version == "v2"
+    assert (tmp_path / "data" / "models" / ACTIVE).read_text().strip() == "v2"
+    rows = {row["version"]: row for row in registry.list()}
+    assert rows["v2"]["active"] and rows["v2"]["parent"] == "v1" and rows["v2"]["status"] == "ok"
+    assert registry.rollback().version == "v1"
+    assert registry.active_version() == "v1"
+    with pytest.raises(StorageError, match="nothing to roll back"):
+        registry.rollback()
+
+
+def test_register_refuses_duplicates_and_unknown(tmp_path):
+    registry = Registry(tmp_path / "data")
+    registry.register(make_package(tmp_path / "src", "v1"))
+    with pytest.raises(StorageError, match="already registered"):
+        registry.register(tmp_path / "src" / "v1")
+    with pytest.raises(StorageError, match="not in the registry"):
+        registry.activate("v9")
+
+
+def test_tampered_package_is_refused(tmp_path):
+    registry = Registry(tmp_path / "data")
+    source = make_package(tmp_path / "src", "v1")
+    np.save(source / "text.npy", np.zeros((2, 4), np.float32))  # tampered before registering
+    with pytest.raises(EngineError, match="sha256"):
+        registry.register(source)
+    registry.register(make_package(tmp_path / "src2", "v2"))
+    registered = tmp_path / "data" / "models" / "v2"
+    (registered / "weights.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(EngineError, match="corrupt or tampered"):
+        registry.activate("v2")
+    assert registry.active_version() is None  # ACTIVE never names a broken package
+    assert registry.list()[0]["status"].startswith("refused")
+
+
+def test_ensure_default_copies_shipped_model_once(tmp_path):
+    shipped = make_package(tmp_path / "repo_models", "shipped-v1")
+    registry = Registry(tmp_path / "data")
+    assert registry.ensure_default(shipped).version == "shipped-v1"
+    assert registry.active_version() == "shipped-v1"
+    assert registry.ensure_default(shipped) is None  # not empty any more: untouched
+    manifest = json.loads((tmp_path / "data" / "models" / "shipped-v1" / "manifest.json").read_text())
+    assert manifest["vocabulary"] == ["oil", "bubble"]
+
+
+def test_ensure_default_without_shipped_model_says_so(tmp_path):
+    with pytest.raises(StorageError, match="shipped model"):
+        Registry(tmp_path / "data").ensure_default(tmp_path / "absent")
