@@ -1,0 +1,91 @@
+"""A captured batch folder played back as a camera, for `edge replay`.
+
+Each camera serves its own view of every container in the manifest's order; the
+station takes the container seqs from `playlist()`, so replayed frames carry the
+batch's own seqs and records can be compared container by container.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import cv2
+
+from camera.base import Camera, Capture, ViewMissing, monotonic_ns, register
+from camera.drivers.convert import to_format
+from camera.errors import CameraError
+
+BATCH_FORMAT = "edge-batch/1"
+
+
+def read_manifest(path: Path, camera_id: str = "batch") -> dict:
+    """The batch manifest, checked for format; CameraError naming the camera and folder."""
+    manifest_path = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except OSError as exc:
+        raise CameraError(f"camera {camera_id!r}: cannot read {manifest_path} ({exc.strerror}); "
+                          "path: must be a captured batch folder (edge capture export)") from None
+    except json.JSONDecodeError as exc:
+        raise CameraError(f"camera {camera_id!r}: {manifest_path} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BATCH_FORMAT:
+        raise CameraError(f"camera {camera_id!r}: {manifest_path} is not an {BATCH_FORMAT} manifest")
+    return manifest
+
+
+@register
+class BatchCamera(Camera):
+    driver = "batch"
+    fixed_size = False  # a stored image keeps the size it was captured at
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self._root = Path(config.path)
+        self._views: dict[int, dict | None] = {}
+        self._order: list[int] = []
+        self._pending: deque[int] = deque()
+
+    def open(self) -> None:
+        manifest = read_manifest(self._root, self.id)
+        self._order, self._views = [], {}
+        for container in manifest.get("containers", []):
+            seq = int(container["seq"])
+            self._order.append(seq)
+            views = [v for v in container.get("views", []) if int(v["view"]) == self.config.view]
+            self._views[seq] = views[0] if views else None
+
+    def configure(self) -> None:
+        """A stored image keeps the settings it was taken with."""
+
+    def arm(self) -> None:
+        self._pending.clear()
+
+    def trigger(self, container_seq: int) -> None:
+        self._pending.append(container_seq)
+
+    def grab(self, timeout_s: float) -> Capture | None:
+        if not self._pending:
+            return None
+        seq = self._pending.popleft()
+        entry = self._views.get(seq)
+        if entry is None:
+            raise ViewMissing(f"view {self.config.view} of container {seq} is not in batch {self._root}")
+        file = self._root / entry["file"]
+        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ViewMissing(f"cannot read {file}")
+        pixels, fmt = to_format(image, self.config.pixel_format)
+        meta = {"batch_camera_id": entry.get("camera_id"), "batch_t_capture": entry.get("t_capture"),
+                "file": entry["file"]}
+        return Capture(pixels=pixels, pixel_format=fmt, t_capture_ns=monotonic_ns(), meta=meta)
+
+    def close(self) -> None:
+        self._pending.clear()
+
+    def playlist(self) -> list[int]:
+        return list(self._order)
+
+    def describe(self) -> dict:
+        return {"id": self.id, "driver": self.driver, "model": "captured batch", "serial": str(self._root)}
