@@ -1,0 +1,349 @@
+"""The training loop (DETR's engine.py, kept short): data, model, optimiser, one loop, a package.
+
+AdamW with linear warm-up then cosine decay, an EMA of the weights (the EMA is what
+ships), gradient clipping, AMP on CUDA, DistributedDataParallel under torchrun. A
+checkpoint with everything that decides the next step (weights, optimiser, schedule,
+EMA, RNG state, step, loss history) is written atomically at every epoch end and every
+`save_every` steps, so `resume` after Ctrl-C or kill -9 continues with the same steps
+and the same loss curve: each sample's crop is drawn from an RNG seeded by (seed,
+epoch, image), and the batch order by (seed, epoch), so nothing depends on how far
+an interrupted process had got.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from engines.errors import EngineError
+from engines.package import ModelPackage
+from engines.training.augment import Augment
+from engines.training.datasets import (CropDataset, collate, load_labels, read_split, require_images,
+                                       restrict, split_containers)
+from engines.training.evaluate import evaluate
+from engines.training.module_engine import ModuleEngine
+
+log = logging.getLogger(__name__)
+
+SCALES = {"rtvp-tiny": "tiny", "rtvp-n": "n", "rtvp-s": "s"}
+CHECKPOINT = "last.pt"
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    out: Path
+    model: str = "rtvp-n"
+    epochs: int = 10
+    imgsz: int = 640  # inference input (whole view letterboxed); training uses crops
+    crop: int = 320
+    batch: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    lrf: float = 0.01  # final lr as a share of lr (cosine end)
+    clip: float = 10.0
+    ema_decay: float = 0.9999
+    ema_tau: int = 2000  # EMA warm-up in steps (capped at a tenth of the run)
+    val: Path | None = None
+    val_share: float = 0.1  # containers held out when no --val set is given
+    val_every: int = 1
+    save_every: int = 0  # steps between mid-epoch checkpoints (0: epoch ends only)
+    workers: int = 0
+    seed: int = 0
+    split: Path | None = None
+    sam_ckpt: Path | None = None
+    text_encoder: str = "minilm"
+    text_ckpt: Path | None = None
+    init: Path | None = None  # a model package to start from (fine-tuning)
+    resume: bool = False
+    version: str | None = None
+    parent: str | None = None
+    half_weights: bool = False  # store fp16 weights in the package (half the size)
+    max_steps: int | None = None  # stop after this many steps in all (a time budget)
+    target_fr: float = 0.01
+    progress: bool = True
+    extra_train: list = field(default_factory=list)  # more LabelSets mixed in (retrain's replay)
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the EMA model (what ships)
+    package: ModelPackage | None  # written by rank 0 only
+    history: list[dict]
+
+
+class EMA:
+    """Exponential moving average of weights with the ultralytics warm-up (decay grows from 0)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, tau: int) -> None:
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        source = model.state_dict()
+        for name, value in self.module.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
+            else:
+                value.copy_(source[name])
+
+
+def lr_factor(step: int, warmup: int, total: int, lrf: float) -> float:
+    """Linear warm-up to 1, then cosine down to `lrf`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on BN, biases and scalars (logit scale): only on weight matrices/kernels."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def epoch_batches(n: int, epoch: int, seed: int, batch: int, rank: int, world: int) -> list[list[int]]:
+    """This rank's batches for one epoch; every rank gets the same number (DDP needs it)."""
+    g = torch.Generator().manual_seed(seed * 100003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    steps = max(1, math.ceil(n / (batch * world)))
+    order = (order * math.ceil(steps * batch * world / n))[:steps * batch * world]
+    mine = order[rank::world]
+    return [mine[i * batch:(i + 1) * batch] for i in range(steps)]
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether we started the process group) under torchrun or alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), started
+
+
+def prepare_data(cfg: TrainConfig):
+    """Labels, vocabulary and validation set, all checked before a model is built."""
+    labels = load_labels(cfg.data)
+    if cfg.split is not None:
+        split = read_split(cfg.split)
+        vocabulary = split.base
+        labels = restrict(labels, vocabulary, exclude_images_with=split.novel)
+    else:
+        vocabulary = tuple(labels.classes)
+        labels = restrict(labels, vocabulary)
+    if not vocabulary:
+        raise EngineError(f"{cfg.data}: the labels name no classes")
+    require_images(labels, f"training set {cfg.data}")
+    if cfg.val is not None:
+        val = restrict(load_labels(cfg.val), vocabulary,
+                       exclude_images_with=read_split(cfg.split).novel if cfg.split else ())
+    else:
+        labels, val = split_containers(labels, cfg.val_share, cfg.seed)
+    require_images(labels, f"training set {cfg.data} (after holding out validation containers)")
+    require_images(val, "validation set")
+    for extra in cfg.extra_train:
+        labels.images.extend(restrict(extra, vocabulary).images)
+    return labels, val, vocabulary
+
+
+def build(cfg: TrainConfig, text_dim: int) -> torch.nn.Module:
+    from engines.rtvp import RTVPConfig, build_model
+
+    if cfg.model not in SCALES:
+        raise EngineError(f"unknown model {cfg.model!r}; choose one of {', '.join(SCALES)}")
+    if cfg.crop % 32 or cfg.imgsz % 32:
+        raise EngineError(f"crop {cfg.crop} and imgsz {cfg.imgsz} must be multiples of 32")
+    if cfg.init is not None:
+        package = ModelPackage.load(cfg.init)
+        arch = RTVPConfig.from_dict(package.arch)
+        model = build_model(arch)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in package.state_dict().items()})
+        return model
+    arch = RTVPConfig(scale=SCALES[cfg.model], imgsz=cfg.imgsz, text_dim=text_dim,
+                      sam="tinyvit5m" if cfg.sam_ckpt else "reduced")
+    return build_model(arch, sam_checkpoint=cfg.sam_ckpt) if cfg.sam_ckpt else build_model(arch)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    rank, world, started = _distributed()
+    try:
+        return _train(cfg, rank, world)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, rank: int, world: int) -> TrainResult:
+    from tqdm import tqdm
+
+    from engines.rtvp.text import TextEncoder
+
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    labels, val, vocabulary = prepare_data(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and labels.skipped:
+        (cfg.out / "skipped.txt").write_text("\n".join(labels.skipped + val.skipped) + "\n")
+        log.warning("%d label problems skipped; see %s", len(labels.skipped), cfg.out / "skipped.txt")
+    embeddings = TextEncoder(kind=cfg.text_encoder, checkpoint=cfg.text_ckpt).encode(list(vocabulary))
+    text = torch.from_numpy(np.asarray(embeddings, np.float32)).to(device)
+
+    torch.manual_seed(cfg.seed)
+    model = build(cfg, text.shape[1]).to(device)
+    dataset = CropDataset(labels, Augment(crop=cfg.crop), seed=cfg.seed)
+    steps_per_epoch = len(epoch_batches(len(dataset), 0, cfg.seed, cfg.batch, rank, world))
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    warmup = min(max(1, round(cfg.warmup_epochs * steps_per_epoch)), max(1, total // 5))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total, cfg.lrf))
+    ema = EMA(model, cfg.ema_decay, min(cfg.ema_tau, max(1, total // 10)))
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    step, history, metrics = 0, [], {}
+
+    ckpt_path = cfg.out / CHECKPOINT
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise EngineError(f"--resume: no checkpoint {ckpt_path}; start without --resume")
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if state["vocabulary"] != list(vocabulary):
+            raise EngineError(f"--resume: {ckpt_path} was trained on {state['vocabulary']}, the data "
+                              f"now gives {list(vocabulary)}")
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        ema.updates = state["ema_updates"]
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if amp and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu())
+        step, history, metrics = state["step"], state["history"], state["metrics"]
+        log.info("resumed from %s at step %d (epoch %d)", ckpt_path, step, step // steps_per_epoch + 1)
+
+    def checkpoint() -> None:
+        if rank != 0:
+            return
+        state = {"model": model.state_dict(), "ema": ema.module.state_dict(), "ema_updates": ema.updates,
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict(), "rng_cpu": torch.get_rng_state(), "step": step,
+                 "history": history, "metrics": metrics, "vocabulary": list(vocabulary),
+                 "config": json.loads(json.dumps(asdict(cfg), default=str))}
+        if amp:
+            state["rng_cuda"] = torch.cuda.get_rng_state()
+        _atomic_save(state, ckpt_path)
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    loader_rng = torch.Generator()  # so that building a loader does not draw from the global RNG
+
+    bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=rank != 0 or not cfg.progress)
+    epoch = step // steps_per_epoch
+    while step < total:
+        dataset.epoch = epoch
+        batches = epoch_batches(len(dataset), epoch, cfg.seed, cfg.batch, rank, world)[step - epoch * steps_per_epoch:]
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+                                             num_workers=cfg.workers, generator=loader_rng)
+        model.train()
+        for images, targets in loader:
+            t0 = time.perf_counter()
+            images = images.to(device, non_blocking=True)
+            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                out = net(images, text)
+            loss, terms = model.loss(out, targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            ema.update(model)
+            step += 1
+            if not math.isfinite(loss.item()):
+                raise EngineError(f"loss became {loss.item()} at step {step}; lower --lr or check the labels")
+            rate = len(images) * world / (time.perf_counter() - t0)
+            history.append({"step": step, "epoch": epoch + 1, "loss": round(loss.item(), 6),
+                            "lr": optimizer.param_groups[0]["lr"], **{k: round(float(v), 6) for k, v in terms.items()}})
+            bar.update(1)
+            bar.set_postfix({"ep": epoch + 1, "loss": f"{loss.item():.3f}",
+                             **{k: f"{float(v):.3f}" for k, v in terms.items()}, "img/s": f"{rate:.1f}"})
+            if cfg.save_every and step % cfg.save_every == 0 and step % steps_per_epoch:
+                checkpoint()
+            if step >= total:
+                break
+        epoch += 1
+        if rank == 0 and (epoch % cfg.val_every == 0 or step >= total):
+            metrics = validate(ema.module, text, vocabulary, val, cfg)
+            log.info("epoch %d: val AP %.3f AP50 %.3f escape@%.0f%%FR %s", epoch, metrics["ap"], metrics["ap50"],
+                     100 * cfg.target_fr, metrics["at_target"]["escape_rate"])
+            history.append({"step": step, "epoch": epoch, "val": {k: metrics[k] for k in ("ap", "ap50", "ap75")}})
+        checkpoint()
+        if world > 1:
+            dist.barrier()
+    bar.close()
+
+    package = None
+    if rank == 0:
+        (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
+        package = write_package(cfg, ema.module, vocabulary, embeddings, metrics, labels)
+    return TrainResult(ema.module, package, history)
+
+
+def validate(model: torch.nn.Module, text: torch.Tensor, vocabulary, val, cfg: TrainConfig) -> dict:
+    engine = ModuleEngine(model, text, vocabulary, imgsz=cfg.imgsz)
+    metrics, _ = evaluate(engine.infer, val, tuple(vocabulary), target_fr=cfg.target_fr)
+    return metrics
+
+
+def write_package(cfg: TrainConfig, model: torch.nn.Module, vocabulary, embeddings, metrics: dict,
+                  labels) -> ModelPackage:
+    from storage.registry import new_version
+
+    version = cfg.version or new_version(cfg.model)
+    state = {k: (v.half() if cfg.half_weights and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    sam = "tinyvit5m (" + Path(cfg.sam_ckpt).name + ")" if cfg.sam_ckpt else "reduced TinyViT, trained with the model"
+    package = ModelPackage.create(
+        cfg.out / version, version=version, state_dict=state, arch=model.config.to_dict(),
+        vocabulary=list(vocabulary), embeddings=embeddings, parent=cfg.parent,
+        data={"train": str(cfg.data), "images": len(labels.images),
+              "val": str(cfg.val) if cfg.val else f"{cfg.val_share:.0%} of the training containers",
+              "split": str(cfg.split) if cfg.split else None},
+        text_encoder={"kind": cfg.text_encoder, "checkpoint": str(cfg.text_ckpt) if cfg.text_ckpt else None},
+        sam=sam, metrics={"val": metrics},
+        training={k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items()
+                  if k not in ("extra_train", "progress", "resume")})
+    log.info("model package written: %s", package.path)
+    return package
