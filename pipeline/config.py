@@ -21,11 +21,17 @@ class CurveConfig(Section):
 class PipelineConfig(Section):
     frames: str = Field(default="ipc://{run_dir}/frames", description="Station -> workers.")
     results: str = Field(default="ipc://{run_dir}/results", description="Workers -> decision.")
-    decisions: str = Field(default="ipc://{run_dir}/decisions", description="Decision -> writer, relay.")
+    decisions: str = Field(default="ipc://{run_dir}/decisions", description="Decision PUB, for observers.")
+    relay_in: str = Field(default="ipc://{run_dir}/relay", description="Decision -> reject controller.")
+    storage_in: str = Field(default="ipc://{run_dir}/storage", description="Decision -> storage writer.")
+    images: str = Field(default="ipc://{run_dir}/images", description="Workers -> storage writer (pixels).")
+    control: str = Field(default="ipc://{run_dir}/control", description="Stages -> supervisor heartbeats.")
     workers: int = Field(default=1, ge=1, le=16)
     hwm: int = Field(default=120, ge=1, description="Messages queued per socket before the sender drops.")
     bind_any: bool = Field(default=False, description="Allow tcp:// endpoints on non-loopback addresses.")
     curve: CurveConfig | None = None
+    batch: int = Field(default=6, ge=1, le=64, description="Views per inference call at most.")
+    stall_s: float = Field(default=10.0, gt=0, description="A stage silent this long is unhealthy.")
 
 
 class RejectBase(Section):

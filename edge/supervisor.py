@@ -1,0 +1,322 @@
+"""`edge run`'s supervisor: starts the stage processes, watches them, stops them in order.
+
+Start: writer, reject controller, decision stage, workers; once all report ready (the
+engine is loaded, the relay port is open, the database is there) the station starts,
+and only then does systemd hear READY=1. A stage that cannot start (a user error: exit
+code 3) fails the whole start with its alarm; the line never runs half-built.
+
+Watch: a stage that dies is restarted with exponential back-off (0.5 s doubling to
+30 s, reset after a minute of good running); the decision stage is told, so the
+containers whose views died with it are rejected with reason "worker crashed" at their
+deadline instead of waiting. A stage whose heartbeats stop for `pipeline.stall_s` is
+killed and restarted. systemd's watchdog is pinged only while every stage beats and
+decisions keep up with the gate, so a hung line is restarted by systemd.
+
+Stop (SIGTERM, Ctrl-C, or --containers N reached): the station stops taking
+containers, the decision stage decides everything in flight, then workers, decision,
+relay and writer exit in that order, each draining its input first. Exit code 0.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from edge.systemd import Notifier
+from pipeline import codec
+from pipeline.errors import PipelineError
+from pipeline.sockets import Endpoints, run_dir
+from pipeline.stage import EXIT_USER_ERROR, main as stage_main
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 0.5, 30.0, 60.0
+START_TIMEOUT_S = 300.0
+STATUS_EVERY_S = 5.0
+
+
+@dataclass
+class Stage:
+    name: str
+    process: Any = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_START_S
+    restart_at: float | None = None
+    last_beat: float = 0.0
+    state: str = "stopped"
+    stats: dict = field(default_factory=dict)
+    stopping: bool = False
+    error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.name.split("-")[0]
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+
+class Supervisor:
+    def __init__(self, config, containers: int | None = None, options: dict | None = None,
+                 echo: Callable[[str], None] = log.info) -> None:
+        self.config = config
+        self.options = dict(options or {})
+        self.options["containers"] = containers
+        self.echo = echo
+        self.notifier = Notifier()
+        self.run_dir = run_dir(config.data_dir)
+        self.stages: dict[str, Stage] = {}
+        self.shutdown_requested = False
+        self.station_done = False
+        self._mp = mp.get_context("spawn")
+        self._config_json = config.model_dump(mode="json")
+        self._last_status = 0.0
+        self._last_ping = 0.0
+        self._views = (0, time.monotonic())
+
+    # -- public ----------------------------------------------------------------------------
+    def run(self) -> int:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.run_dir / "edge.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise PipelineError(f"{self.config.data_dir}: another `edge run` uses this data folder") from None
+        self._prepare_metrics()
+        self.endpoints = Endpoints(self.config.pipeline, self.config.data_dir)
+        self.control = self.endpoints.bind("control", zmq.PULL)
+        self.to_decision = self.endpoints.connect("results", zmq.PUSH)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._start_line()
+            self._watch()
+            self._stop_line()
+        finally:
+            for stage in self.stages.values():
+                if stage.alive():
+                    stage.process.kill()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.control.close(0)
+            self.to_decision.close(0)
+            self.endpoints.close()
+            lock.close()
+        self.echo(self.status_line(final=True))
+        return 0
+
+    def status_line(self, final: bool = False) -> str:
+        d = self.stages.get("decision")
+        stats = d.stats if d else {}
+        rejects = stats.get("rejects", {})
+        decided = stats.get("decided", 0)
+        inferred = sum(s.stats.get("inferred", 0) for s in self.stages.values() if s.kind == "worker")
+        views, since = self._views
+        now = time.monotonic()
+        rate = (inferred - views) / max(now - since, 1e-3)
+        if not final:
+            self._views = (inferred, now)
+        by_reason = ", ".join(f"{k} {v}" for k, v in sorted(rejects.items())) or "none"
+        p50, p99 = stats.get("p50_ms"), stats.get("p99_ms")
+        lat = f"{p50:.0f}/{p99:.0f} ms" if p50 is not None else "-"
+        dropped = self.stages["station"].stats.get("dropped", 0) if "station" in self.stages else 0
+        head = "done" if final else "line"
+        return (f"{head}: {decided} containers, {sum(rejects.values())} rejects ({by_reason}), "
+                f"{rate:.1f} views/s, latency p50/p99 {lat}, dropped {dropped}, "
+                f"restarts {sum(s.restarts for s in self.stages.values())}")
+
+    # -- start -----------------------------------------------------------------------------
+    def _prepare_metrics(self) -> None:
+        """Multiprocess metrics: the folder is emptied and named before any metric exists."""
+        folder = self.run_dir / "metrics"
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in folder.glob("*.db"):
+            path.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        from pipeline import metrics
+
+        try:
+            metrics.serve(self.config.metrics.address)
+        except OSError as exc:
+            raise PipelineError(f"metrics.address = {self.config.metrics.address}: cannot listen ({exc}); "
+                                "choose a free port") from None
+
+    def _start_line(self) -> None:
+        names = ["writer", "relay", "decision"] + [f"worker-{i}" for i in range(self.config.pipeline.workers)]
+        for name in names:
+            self.stages[name] = Stage(name)
+            self._spawn(self.stages[name])
+        self._await_ready(names)
+        self.stages["station"] = Stage("station")
+        self._spawn(self.stages["station"])
+        self._await_ready(["station"])
+        status = f"inspecting: {self.config.line.speed_cpm:g} containers/min, {self.config.pipeline.workers} workers"
+        self.notifier.ready(status)
+        self.echo(f"line ready; {status}; metrics on http://{self.config.metrics.address}/metrics")
+
+    def _spawn(self, stage: Stage) -> None:
+        options = dict(self.options, log_level=logging.getLogger().getEffectiveLevel())
+        stage.process = self._mp.Process(target=stage_main, args=(stage.name, self._config_json, options),
+                                         name=stage.name)
+        stage.process.start()
+        stage.started, stage.state, stage.restart_at, stage.last_beat = time.monotonic(), "starting", None, time.monotonic()
+        self._write_pids()
+        log.info("started %s (pid %d)", stage.name, stage.process.pid)
+
+    def _write_pids(self) -> None:
+        pids = {s.name: s.process.pid for s in self.stages.values() if s.process is not None}
+        tmp = self.run_dir / "stages.json.tmp"
+        tmp.write_text(json.dumps(pids))
+        tmp.replace(self.run_dir / "stages.json")
+
+    def _await_ready(self, names: list[str]) -> None:
+        end = time.monotonic() + START_TIMEOUT_S
+        while True:
+            self._receive(0.1)
+            if self.shutdown_requested:
+                raise PipelineError("stopped during start-up")
+            for name in names:
+                stage = self.stages[name]
+                if not stage.alive() and stage.state not in ("ready", "done"):
+                    code = stage.process.exitcode
+                    why = stage.error or f"exit code {code}"
+                    raise PipelineError(f"{name} failed to start: {why}" +
+                                        ("" if code == EXIT_USER_ERROR else "; see the log above"))
+            if all(self.stages[n].state in ("ready", "done", "drained") for n in names):
+                return
+            if time.monotonic() > end:
+                slow = [n for n in names if self.stages[n].state == "starting"]
+                raise PipelineError(f"{', '.join(slow)} not ready after {START_TIMEOUT_S:.0f} s")
+
+    # -- watch -----------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        if not self.shutdown_requested:
+            log.info("%s: stopping: no new containers, finishing those in flight",
+                     signal.Signals(signum).name)
+        self.shutdown_requested = True
+
+    def _receive(self, timeout_s: float) -> None:
+        if not self.control.poll(int(timeout_s * 1000)):
+            return
+        while True:
+            try:
+                parts = self.control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = codec.unpack(parts)
+                stage = self.stages.get(msg["stage"])
+            except (ValueError, KeyError):
+                log.warning("bad message on the control socket; ignored")
+                continue
+            if stage is None or stage.process is None or msg.get("pid") != stage.process.pid:
+                continue
+            stage.last_beat, stage.state = time.monotonic(), msg["state"]
+            stage.stats = msg.get("stats", {})
+            stage.error = stage.stats.get("error", stage.error)
+
+    def _watch(self) -> None:
+        from pipeline import metrics
+
+        while not self.shutdown_requested:
+            self._receive(0.1)
+            now = time.monotonic()
+            for stage in list(self.stages.values()):
+                if stage.restart_at is not None:
+                    if now >= stage.restart_at:
+                        stage.restarts += 1
+                        self._spawn(stage)
+                    continue
+                if stage.alive():
+                    if now - stage.last_beat > self.config.pipeline.stall_s:
+                        log.error("ALARM: %s silent for %.0f s; killing it for a restart", stage.name,
+                                  now - stage.last_beat)
+                        stage.process.kill()
+                    continue
+                code = stage.process.exitcode
+                metrics.process_gone(stage.process.pid)
+                if stage.kind == "station" and code == 0:
+                    self.station_done = True
+                    log.info("station finished (%s containers)", self.options["containers"] or "all")
+                    self.shutdown_requested = True
+                    break
+                metrics.RESTARTS.labels(stage.kind).inc()
+                if now - stage.started > BACKOFF_RESET_S:
+                    stage.backoff = BACKOFF_START_S
+                log.error("ALARM: %s (pid %d) died with exit code %s; restarting in %.1f s", stage.name,
+                          stage.process.pid, code, stage.backoff)
+                self.to_decision.send(codec.pack("crash", stage=stage.name, at_ns=time.monotonic_ns()),
+                                      zmq.NOBLOCK)
+                stage.restart_at, stage.state = now + stage.backoff, "restarting"
+                stage.backoff = min(stage.backoff * 2, BACKOFF_MAX_S)
+            self._health(now)
+            if now - self._last_status >= STATUS_EVERY_S:
+                self._last_status = now
+                line = self.status_line()
+                self.echo(line)
+                self.notifier.status(line)
+
+    def healthy(self, now: float) -> bool:
+        """Every stage beats, and decisions keep up with the gate."""
+        for stage in self.stages.values():
+            if not stage.alive() or now - stage.last_beat > self.config.pipeline.stall_s:
+                return False
+        gated = self.stages["station"].stats.get("gated", 0)
+        decided = self.stages["decision"].stats.get("decided", 0)
+        in_flight = self.config.line.travel_time_ms / (1e3 * self.config.line.period_s) + 3
+        return gated - decided <= in_flight * 2
+
+    def _health(self, now: float) -> None:
+        interval = self.notifier.watchdog_interval()
+        if interval and now - self._last_ping >= interval and self.healthy(now):
+            self.notifier.watchdog()
+            self._last_ping = now
+
+    # -- stop ------------------------------------------------------------------------------
+    def _stop_line(self) -> None:
+        self.notifier.stopping("finishing the containers in flight")
+        station = self.stages["station"]
+        if station.alive():
+            self._terminate(station, 15)
+        stopped_at = time.monotonic()
+        limit = stopped_at + self.config.line.travel_time_ms / 1e3 + 10
+        decision = self.stages["decision"]
+        while time.monotonic() < limit:
+            self._receive(0.1)
+            if (decision.last_beat > stopped_at + 0.3 and decision.stats.get("open", 1) == 0
+                    and decision.stats.get("waiting", 0) == 0):
+                break
+        else:
+            log.warning("containers still in flight after the deadline; deciding them now")
+        for kinds in (("worker",), ("decision",), ("relay", "writer")):
+            group = [s for s in self.stages.values() if s.kind in kinds]
+            for stage in group:
+                stage.stopping = True
+                if stage.alive():
+                    stage.process.terminate()
+            for stage in group:
+                self._join(stage, 30)
+                self._receive(0)
+
+    def _terminate(self, stage: Stage, timeout: float) -> None:
+        stage.stopping = True
+        stage.process.terminate()
+        self._join(stage, timeout)
+
+    def _join(self, stage: Stage, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while stage.alive() and time.monotonic() < end:
+            self._receive(0.05)
+        if stage.alive():
+            log.error("%s did not stop in %.0f s; killing it", stage.name, timeout)
+            stage.process.kill()
+            stage.process.join(5)

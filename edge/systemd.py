@@ -1,0 +1,54 @@
+"""systemd's notify protocol in pure Python: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1.
+
+Messages are datagrams to the Unix socket named by $NOTIFY_SOCKET (a leading '@' is the
+abstract namespace). Outside systemd the variable is absent and every call is a no-op,
+so `edge run` behaves the same in a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self.address = os.environ.get("NOTIFY_SOCKET")
+        if self.address and self.address.startswith("@"):
+            self.address = "\0" + self.address[1:]
+        self._sock: socket.socket | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    def watchdog_interval(self) -> float | None:
+        """Seconds between pings: half of WatchdogSec, as sd_watchdog_enabled() advises."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or (pid and int(pid) != os.getpid()):
+            return None
+        return int(usec) / 2e6
+
+    def notify(self, *fields: str) -> bool:
+        if not self.address:
+            return False
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._sock.sendto("\n".join(fields).encode(), self.address)
+            return True
+        except OSError:
+            return False
+
+    def ready(self, status: str) -> None:
+        self.notify("READY=1", f"STATUS={status}")
+
+    def status(self, status: str) -> None:
+        self.notify(f"STATUS={status}")
+
+    def watchdog(self) -> None:
+        self.notify("WATCHDOG=1")
+
+    def stopping(self, status: str) -> None:
+        self.notify("STOPPING=1", f"STATUS={status}")

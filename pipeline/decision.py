@@ -1,0 +1,173 @@
+"""The decision stage: six views in, exactly one pass/reject per container out.
+
+A container opens when the station announces its gate event (or its first view
+arrives). It is decided as soon as all six views have an outcome, or at its deadline,
+t_gate + travel_time - relay_lead, whichever comes first. Fail-safe: a missing,
+dropped, bad or late view rejects the container (line.late_result: pass lets it
+through, logged as a warning every time). A result that arrives after its container
+was decided is counted as late and changes nothing: the decision is already on its way
+to the relay and storage.
+
+Containers are keyed by (seq, t_gate_ns), so a restarted station that counts from
+zero again cannot be confused with a container decided earlier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from camera.frame import VIEWS
+
+log = logging.getLogger(__name__)
+
+REMEMBER = 100_000  # decided containers remembered, to recognise late results
+
+# Reasons, most specific first when several apply (a real defect wins over a late view).
+DEFECT, MISSING, CRASHED, LATE, OK = "defect", "missing view", "worker crashed", "late result", "ok"
+
+
+@dataclass
+class Container:
+    seq: int
+    t_gate_ns: int
+    deadline_ns: int
+    due_ns: int
+    views: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class DecisionBook:
+    """Pure decision logic (no sockets, no clock): the stage feeds it, tests drive it."""
+
+    def __init__(self, *, line_id: str, travel_time_ms: float, relay_lead_ms: float,
+                 late_result: str, thresholds: dict[str, float], default_threshold: float,
+                 cameras: dict[int, str] | None = None) -> None:
+        self.line_id = line_id
+        self.travel_ns = int(travel_time_ms * 1e6)
+        self.deadline_offset_ns = int((travel_time_ms - relay_lead_ms) * 1e6)
+        self.late_result = late_result
+        self.thresholds = thresholds
+        self.default_threshold = default_threshold
+        self.cameras = cameras or {}
+        self.open: dict[tuple[int, int], Container] = {}
+        self.decided: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self.crashes: list[tuple[str, int]] = []
+        self.counts: dict[str, int] = {"decided": 0, "late_views": 0, "unknown": 0, "duplicate": 0}
+        self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
+
+    # -- input -------------------------------------------------------------------------
+    def gate(self, seq: int, t_gate_ns: int, now_ns: int) -> None:
+        key = (seq, t_gate_ns)
+        if key in self.open or key in self.decided:
+            return
+        self._open(key)
+
+    def view(self, msg: dict[str, Any], now_ns: int) -> dict[str, Any] | None:
+        """Record one view's outcome; return the decision if this completed the container."""
+        key = (int(msg["seq"]), int(msg["t_gate_ns"]))
+        view = int(msg["view"])
+        if not 0 <= view < VIEWS:
+            raise ValueError(f"view {view} outside 0-{VIEWS - 1}")
+        if key in self.decided:
+            self.counts["late_views"] += 1
+            log.warning("container %d view %d: result arrived after the decision (%s); ignored",
+                        key[0], view, self.decided[key])
+            return None
+        container = self.open.get(key)
+        if container is None:
+            if key[1] + self.deadline_offset_ns <= now_ns:
+                self.counts["unknown"] += 1
+                log.warning("container %d (gate %d): unknown and past its deadline; view %d ignored",
+                            key[0], key[1], view)
+                return None
+            container = self._open(key)
+        if view in container.views:
+            self.counts["duplicate"] += 1
+            log.warning("container %d view %d: duplicate result ignored", key[0], view)
+            return None
+        container.views[view] = msg
+        if len(container.views) == VIEWS:
+            return self._decide(container, now_ns)
+        return None
+
+    def crash(self, stage: str, at_ns: int) -> None:
+        self.crashes.append((stage, at_ns))
+        del self.crashes[:-100]
+
+    # -- deadlines -----------------------------------------------------------------------
+    def next_deadline(self) -> int | None:
+        return min((c.deadline_ns for c in self.open.values()), default=None)
+
+    def expire(self, now_ns: int) -> list[dict[str, Any]]:
+        due = [c for c in self.open.values() if c.deadline_ns <= now_ns]
+        return [self._decide(c, now_ns) for c in sorted(due, key=lambda c: c.deadline_ns)]
+
+    def flush(self, now_ns: int) -> list[dict[str, Any]]:
+        """Decide every open container now (a stage restart or shutdown cannot wait)."""
+        return [self._decide(c, now_ns) for c in sorted(self.open.values(), key=lambda c: c.t_gate_ns)]
+
+    # -- inside --------------------------------------------------------------------------
+    def _open(self, key: tuple[int, int]) -> Container:
+        container = Container(key[0], key[1], key[1] + self.deadline_offset_ns, key[1] + self.travel_ns)
+        self.open[key] = container
+        return container
+
+    def _threshold(self, name: str) -> float:
+        return self.thresholds.get(name, self.default_threshold)
+
+    def _decide(self, c: Container, now_ns: int) -> dict[str, Any]:
+        del self.open[(c.seq, c.t_gate_ns)]
+        views, reasons, versions = [], set(), set()
+        crashed = any(c.t_gate_ns <= at <= c.deadline_ns for _, at in self.crashes)
+        for v in range(VIEWS):
+            msg = c.views.get(v)
+            if msg is None:
+                outcome, reason = ("lost", CRASHED) if crashed else ("late", LATE)
+                detections, camera_id, t_capture = [], self.cameras.get(v, ""), None
+            else:
+                outcome, reason = msg.get("outcome", "inferred"), msg.get("reason")
+                detections = msg.get("detections") or []
+                camera_id, t_capture = msg.get("camera_id", ""), msg.get("t_capture_ns")
+                if msg.get("model_version"):
+                    versions.add(msg["model_version"])
+            hits = [d for d in detections if d["score"] >= self._threshold(d["class"])]
+            if outcome == "inferred":
+                if hits:
+                    reasons.add(DEFECT)
+            elif outcome == "lost":
+                reasons.add(CRASHED)
+            elif outcome == "late":
+                reasons.add(LATE)
+            else:  # missing, dropped, bad
+                reasons.add(MISSING)
+            views.append({
+                "view": v, "camera_id": camera_id, "outcome": outcome, "reason": reason,
+                "t_capture_ns": t_capture,
+                "t_capture_utc": None if t_capture is None else self._utc(t_capture),
+                "detections": detections, "rejecting": [d["class"] for d in hits],
+            })
+        reason = next((r for r in (DEFECT, MISSING, CRASHED, LATE) if r in reasons), OK)
+        decision = "reject" if reason != OK else "pass"
+        if reason in (MISSING, CRASHED, LATE) and self.late_result == "pass":
+            decision = "pass"
+            log.warning("container %d: %s, PASSED because line.late_result is 'pass' (not inspected!)",
+                        c.seq, reason)
+        latency_ms = (now_ns - c.t_gate_ns) / 1e6
+        self.decided[(c.seq, c.t_gate_ns)] = decision
+        while len(self.decided) > REMEMBER:
+            self.decided.popitem(last=False)
+        self.counts["decided"] += 1
+        return {
+            "seq": c.seq, "line_id": self.line_id, "t_gate_ns": c.t_gate_ns,
+            "t_gate_utc": self._utc(c.t_gate_ns), "due_ns": c.due_ns, "decided_ns": now_ns,
+            "decision": decision, "reason": reason, "latency_ms": round(latency_ms, 3),
+            "model_version": ",".join(sorted(versions)) or None, "views": views,
+        }
+
+    def _utc(self, mono_ns: int) -> str:
+        from datetime import datetime, timezone
+
+        return datetime.fromtimestamp((mono_ns + self.wall_offset_ns) / 1e9, timezone.utc).isoformat()

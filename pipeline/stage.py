@@ -1,0 +1,111 @@
+"""What every stage process shares: config, logging, signals, sockets, heartbeats.
+
+A stage is started by the supervisor as `python -m pipeline.stage NAME` through
+multiprocessing (spawn), runs its loop while `ctx.running`, and reports a heartbeat
+(state + counters) to the supervisor at most every HEARTBEAT_S from that loop: a loop
+that hangs stops the heartbeats, which stops systemd's watchdog pings.
+
+SIGTERM asks a stage to drain and exit 0; SIGINT is ignored (Ctrl-C reaches the whole
+process group, and the supervisor decides the order of the shutdown).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import zmq
+
+from pipeline import codec
+from pipeline.sockets import Endpoints
+
+HEARTBEAT_S = 0.5
+EXIT_USER_ERROR = 3  # a stage that cannot start because of config/hardware: do not restart
+
+STAGES = {
+    "station": "pipeline.feed",
+    "worker": "pipeline.worker",
+    "decision": "pipeline.decision_stage",
+    "relay": "pipeline.relay_stage",
+    "writer": "pipeline.writer",
+}
+
+
+class StageContext:
+    def __init__(self, name: str, config: Any, options: dict[str, Any]) -> None:
+        self.name = name
+        self.config = config
+        self.options = options
+        self.running = True
+        self.state = "starting"
+        self.endpoints = Endpoints(config.pipeline, config.data_dir)
+        self.control = self.endpoints.connect("control", zmq.PUSH)
+        self._last_beat = 0.0
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def _on_term(self, *_: Any) -> None:
+        self.running = False
+
+    def beat(self, force: bool = False, **stats: Any) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_S:
+            return
+        self._last_beat = now
+        try:
+            self.control.send(codec.pack("beat", stage=self.name, pid=os.getpid(), state=self.state,
+                                         t_ns=time.monotonic_ns(), stats=stats), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # supervisor away: its watchdog notices the silence, not us
+
+    def factory(self, key: str, default: Callable) -> Callable:
+        """A stand-in (tests, bench) passed by the supervisor, else the real part."""
+        return self.options.get(key) or default
+
+    def close(self) -> None:
+        self.control.close(linger=500)
+        self.endpoints.close()
+
+
+def _die_with_parent() -> None:
+    """If the supervisor is killed outright, its stages follow (Linux PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def main(name: str, config_json: dict[str, Any], options: dict[str, Any]) -> None:
+    """Process entry point (multiprocessing target)."""
+    from edge.config import AppConfig
+
+    _die_with_parent()
+    logging.basicConfig(level=options.get("log_level", logging.INFO),
+                        format=f"%(asctime)s %(levelname)s {name}[%(process)d] %(name)s: %(message)s")
+    config = AppConfig.model_validate(config_json)
+    kind = name.split("-")[0]
+    module = importlib.import_module(STAGES[kind])
+    ctx = StageContext(name, config, options)
+    try:
+        module.run(ctx)
+    except Exception as exc:
+        from camera.errors import CameraError
+        from edge.config import ConfigError
+        from engines.errors import EngineError
+        from pipeline.errors import PipelineError
+        from storage.errors import StorageError
+
+        if isinstance(exc, (PipelineError, CameraError, EngineError, StorageError, ConfigError)):
+            logging.getLogger(name).error("ALARM: %s cannot start: %s", name, exc)
+            ctx.state = "failed"
+            ctx.beat(force=True, error=str(exc))
+            ctx.close()
+            os._exit(EXIT_USER_ERROR)
+        raise
+    ctx.close()
