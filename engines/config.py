@@ -18,6 +18,7 @@ class EngineConfig(Section):
     threads: int = Field(default=2, ge=1, description="Intra-op threads (ONNX Runtime, torch).")
     precision: Literal["fp32", "fp16", "int8"] = "fp16"
     iou: float = Field(default=0.7, gt=0, le=1)
+    max_det: int = Field(default=300, ge=1, description="Detections kept per view at most.")
     default_threshold: float = Field(default=0.5, gt=0, le=1)
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Per-class score threshold; others use default_threshold.")

@@ -1,0 +1,110 @@
+"""The runtimes behind the Engine seam, one file each, and `load_engine` that picks one.
+
+    load_engine(package, config, cache_dir) -> Engine
+
+ONNX Runtime and TensorRT run an exported ONNX file. A package that ships a
+`model.onnx` for the asked vocabulary and input size uses it; otherwise the graph is
+exported on first use. Exported files and TensorRT engines are written next to the
+model (<package>/cache/) when the package folder is writable and inside the data folder,
+else into `cache_dir/<version>/` (a registry copy or a read-only shipped model is never
+written to from outside the data folder). File names carry the input size, a hash of
+the vocabulary and its embeddings and the weights' hash, so a new vocabulary or new
+weights never reuse a stale graph.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from engines.config import EngineConfig
+from engines.engine import Engine, class_thresholds
+from engines.errors import EngineError
+from engines.export import export_onnx, read_metadata, vocabulary_embeddings, vocabulary_hash
+from engines.package import ONNX, WEIGHTS, ModelPackage
+
+log = logging.getLogger(__name__)
+
+# runtime name (EngineConfig.runtime) -> "module:class"; modules import their SDK lazily.
+RUNTIMES = {
+    "onnxruntime": "engines.runtimes.onnxruntime:OnnxRuntimeEngine",
+    "tensorrt": "engines.runtimes.tensorrt:TensorRTEngine",
+    "torch": "engines.runtimes.torch:TorchEngine",
+}
+
+
+def runtime_class(name: str) -> type[Engine]:
+    if name not in RUNTIMES:
+        raise EngineError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+    module, cls = RUNTIMES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def artifact_dir(package: ModelPackage, cache_dir: Path, data_dir: Path | None = None) -> Path:
+    """Where this package's exported graphs and engines go (see the module docstring)."""
+    data_dir = Path(data_dir or Path(cache_dir).parent).resolve()
+    path = package.path.resolve()
+    if path.is_relative_to(data_dir) and _writable(path / "cache"):
+        return path / "cache"
+    return Path(cache_dir) / package.version
+
+
+def _writable(folder: Path) -> bool:
+    """Try it: permission bits say nothing about read-only mounts, nor to root."""
+    try:
+        folder.mkdir(exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_onnx(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
+                vocabulary: Sequence[str] | None = None, data_dir: Path | None = None) -> Path:
+    """An ONNX file of this package for `vocabulary` at config.imgsz: shipped, cached or exported now."""
+    vocabulary, embeddings = vocabulary_embeddings(package, vocabulary)
+    wanted = {"vocabulary": json.dumps(list(vocabulary)), "vocabulary_hash": vocabulary_hash(vocabulary, embeddings),
+              "imgsz": str(config.imgsz), "batch": "dynamic"}
+    shipped = package.path / ONNX
+    if shipped.is_file() and _fits(shipped, wanted):
+        return shipped
+    weights = package.manifest["files"].get(WEIGHTS, "")[:8]
+    path = artifact_dir(package, cache_dir, data_dir) / (
+        f"rtvp-{config.imgsz}-{wanted['vocabulary_hash']}-{weights}.onnx")
+    if path.is_file():
+        if _fits(path, wanted):
+            return path
+        log.warning("%s: does not fit (damaged or other vocabulary); exporting again", path)
+    return export_onnx(package, path, vocabulary=vocabulary, imgsz=config.imgsz)
+
+
+def _fits(path: Path, wanted: dict[str, str]) -> bool:
+    try:
+        metadata = read_metadata(path)
+    except EngineError as exc:
+        log.warning("%s", exc)
+        return False
+    return all(metadata.get(key) == value for key, value in wanted.items())
+
+
+def load_engine(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
+                vocabulary: Sequence[str] | None = None, score_floor: float | None = None,
+                data_dir: Path | None = None, **options) -> Engine:
+    """The engine config.runtime names, for `package` (its vocabulary unless one is given).
+
+    cache_dir lies inside the data folder (by convention <data_dir>/cache); data_dir
+    defaults to its parent. score_floor replaces the per-class thresholds (evaluation).
+    `options` go to the runtime (providers=, device=, calibration=, max_batch=).
+    """
+    cls = runtime_class(config.runtime)
+    vocabulary = tuple(vocabulary) if vocabulary else package.vocabulary
+    thresholds = class_thresholds(vocabulary, config, package.thresholds, score_floor)
+    if config.runtime == "torch":
+        return cls(package, config=config, thresholds=thresholds, vocabulary=vocabulary, **options)
+    onnx_path = ensure_onnx(package, config, cache_dir, vocabulary=vocabulary, data_dir=data_dir)
+    return cls(onnx_path, vocabulary=vocabulary, config=config, thresholds=thresholds,
+               cache_dir=artifact_dir(package, cache_dir, data_dir), **options)

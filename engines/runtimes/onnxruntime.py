@@ -1,0 +1,108 @@
+"""ONNX Runtime: the CPU-only line PC's runtime (and CUDA / TensorRT providers where installed).
+
+Input and outputs are bound once per batch size to arrays allocated for the largest
+batch (IO binding), so a call allocates nothing: the letterbox writes straight into the
+bound input and the graph writes straight into the bound outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from engines.config import EngineConfig
+from engines.engine import Engine
+from engines.errors import EngineError
+from engines.export import INPUT, OUTPUTS, check_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def default_providers(config: EngineConfig, cache_dir: Path, imgsz: int, max_batch: int) -> list:
+    """TensorRT, then CUDA, then CPU: whichever of them this onnxruntime build has."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers: list = []
+    if "TensorrtExecutionProvider" in available:
+        shape = lambda n: f"{INPUT}:{n}x3x{imgsz}x{imgsz}"  # noqa: E731
+        providers.append(("TensorrtExecutionProvider", {
+            "trt_fp16_enable": config.precision == "fp16", "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir), "trt_profile_min_shapes": shape(1),
+            "trt_profile_opt_shapes": shape(max_batch), "trt_profile_max_shapes": shape(max_batch)}))
+    if "CUDAExecutionProvider" in available:
+        providers.append("CUDAExecutionProvider")
+    return providers + ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeEngine(Engine):
+    def __init__(self, onnx_path: Path, *, vocabulary: tuple[str, ...], config: EngineConfig,
+                 thresholds: np.ndarray, cache_dir: Path, providers: list | None = None,
+                 max_batch: int = 6) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(onnx_path), options,
+                providers=providers or default_providers(config, cache_dir, config.imgsz, max_batch))
+        except Exception as exc:  # InvalidProtobuf, NoSuchFile, Fail: a missing or damaged file
+            raise EngineError(f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).strip()[:300]}); "
+                              "re-export with `edge export`") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        check_vocabulary(onnx_path, metadata, vocabulary)
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != [INPUT] or [o.name for o in self.session.get_outputs()] != list(OUTPUTS):
+            raise EngineError(f"{onnx_path}: expected input '{INPUT}' and outputs {list(OUTPUTS)}; "
+                              "not an `edge export` graph")
+        batch_dim, _, imgsz, _ = inputs[0].shape
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        super().__init__(vocabulary=vocabulary, version=metadata.get("version", "unknown"), imgsz=imgsz,
+                         thresholds=thresholds, iou=config.iou, max_det=config.max_det,
+                         max_batch=self.fixed_batch or max_batch)
+        self.providers = self.session.get_providers()
+        self.device = "cuda" if self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        anchors = self.session.get_outputs()[0].shape[1]
+        self._images = np.zeros((self.max_batch, 3, imgsz, imgsz), np.float32)
+        self._outputs = (np.zeros((self.max_batch, anchors, 4), np.float32),
+                         np.zeros((self.max_batch, anchors, len(vocabulary)), np.float32))
+        self._bindings: dict[int, tuple] = {}
+        log.info("ONNX Runtime %s: %s (%s), %d classes, input %dx%d, providers %s", ort.__version__,
+                 onnx_path, self.version, len(vocabulary), imgsz, imgsz, ", ".join(self.providers))
+
+    def _input(self, n: int) -> np.ndarray:
+        return self._images[:self.fixed_batch or n]
+
+    def _binding(self, n: int):
+        """IO bound to the pre-allocated arrays for a batch of n, made once per n."""
+        import onnxruntime as ort
+
+        if n not in self._bindings:
+            binding = self.session.io_binding()
+            host = ort.OrtValue.ortvalue_from_numpy(self._images[:n])  # shares the memory
+            device = host if self.device == "cpu" else ort.OrtValue.ortvalue_from_shape_and_type(
+                (n, 3, self.imgsz, self.imgsz), np.float32, "cuda", 0)
+            binding.bind_ortvalue_input(INPUT, device)
+            for name, array in zip(OUTPUTS, self._outputs):
+                binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array[:n]))
+            self._bindings[n] = (binding, device)
+        return self._bindings[n]
+
+    def _forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(batch)
+        binding, device = self._binding(n)
+        if self.device != "cpu":
+            device.update_inplace(self._images[:n])
+        self.session.run_with_iobinding(binding)
+        return self._outputs[0][:n], self._outputs[1][:n]
+
+    def close(self) -> None:
+        self._bindings.clear()
+        self.session = None
