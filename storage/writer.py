@@ -201,6 +201,8 @@ def _insert_containers(session, containers: list[ContainerRecord], planned: list
                        versions: dict[str, int]) -> None:
     """Three multi-row INSERTs per batch (containers, views, detections): a row object per
     detection through the ORM unit of work costs several times more."""
+    if not containers:
+        return
     ids = session.scalars(insert(Container).returning(Container.id, sort_by_parameter_order=True), [
         {"line_id": c.line_id, "seq": c.seq, "t_gate": c.t_gate, "decision": c.decision, "reason": c.reason,
          "latency_ms": c.latency_ms, "model_version_id": versions.get(c.model_version) if c.model_version else None,
