@@ -1,0 +1,186 @@
+"""The synthetic glass renderer and `edge synth`: determinism, honest boxes, real files."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from pycocotools.coco import COCO
+
+from camera.synth import CLASSES, GlassRenderer, without
+from edge.cli import main
+from storage.labels import read_coco, read_yolo
+
+
+@pytest.fixture(scope="module")
+def renderer() -> GlassRenderer:
+    return GlassRenderer(defect_free_share=0.0)
+
+
+def test_same_seed_same_pixels(renderer: GlassRenderer) -> None:
+    other = GlassRenderer(defect_free_share=0.0)
+    for view in (0, 4):
+        a = renderer.render(renderer.container(5, 11), view)
+        b = other.render(other.container(5, 11), view)
+        assert np.array_equal(a.image, b.image)
+        assert np.array_equal(a.boxes, b.boxes) and a.classes == b.classes
+    assert not np.array_equal(renderer.render(renderer.container(5, 12), 0).image,
+                              renderer.render(renderer.container(5, 11), 0).image)
+    assert not np.array_equal(renderer.render(renderer.container(6, 11), 0).image,
+                              renderer.render(renderer.container(5, 11), 0).image)
+
+
+def test_image_format(renderer: GlassRenderer) -> None:
+    view = renderer.render(renderer.container(0, 0), 0)
+    assert view.image.shape == (820, 700, 3) and view.image.dtype == np.uint8
+    assert view.boxes.dtype == np.float32 and view.boxes.shape == (len(view.classes), 4)
+    # Back-lit: a bright frame border, a darker container in the middle.
+    assert view.image[:, :20].mean() > 190 and view.image[300:700, 330:370].mean() < view.image[:, :20].mean()
+    with pytest.raises(ValueError):
+        renderer.render(renderer.container(0, 0), 6)
+
+
+def test_each_box_is_inside_and_covers_what_the_defect_changed(renderer: GlassRenderer) -> None:
+    boxes_seen = 0
+    for seq in range(6):
+        container = renderer.container(1, seq)
+        assert 1 <= len(container.defects) <= 4
+        for view in range(6):
+            rendered = renderer.render(container, view)
+            plain = renderer.render(container, view, defects=False)
+            for box, index in zip(rendered.boxes, rendered.defect_index):
+                x1, y1, x2, y2 = box
+                assert 0 <= x1 < x2 <= 700 and 0 <= y1 < y2 <= 820
+                for reference in (plain, renderer.render(without(container, index), view)):
+                    diff = np.abs(rendered.image.astype(int) - reference.image.astype(int)).max(axis=2)
+                    inside = diff[int(y1):int(y2), int(x1):int(x2)] > 0
+                    assert inside.mean() > 0.1, (seq, view, box)
+                    # Tight: every edge row and column of the box holds a changed pixel.
+                    assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+                boxes_seen += 1
+    assert boxes_seen > 20
+
+
+def test_defect_free_containers_have_no_boxes() -> None:
+    renderer = GlassRenderer(defect_free_share=1.0)
+    for seq in range(3):
+        container = renderer.container(0, seq)
+        assert container.defects == []
+        for view in range(6):
+            rendered = renderer.render(container, view)
+            assert len(rendered.boxes) == 0 and rendered.classes == []
+            assert np.array_equal(rendered.image, renderer.render(container, view, defects=False).image)
+
+
+def test_defect_free_share_is_respected() -> None:
+    renderer = GlassRenderer(defect_free_share=0.3)
+    free = sum(not renderer.container(2, seq).defects for seq in range(200))
+    assert 35 <= free <= 85
+
+
+def test_placement_foreshortening_and_hiding(renderer: GlassRenderer) -> None:
+    """A spot facing view 0 is full width near the axis; at 60 degrees it is narrower and
+    off-centre; edge-on (90 degrees) it is hidden; on the far wall it is faint."""
+    base = renderer.container(3, 0)
+    oil = next(d for seq in range(40) for d in renderer.container(3, seq).defects if d.cls == "oil")
+
+    def seen(theta: float):
+        container = replace(base, defects=[replace(oil, theta=theta, z=(base.shape.shoulder_end + base.shape.base) / 2)])
+        return renderer.render(container, 0)
+
+    front, side, edge = seen(0.0), seen(np.radians(60)), seen(np.radians(90))
+    assert len(front.boxes) == 1 and len(side.boxes) == 1 and len(edge.boxes) == 0
+    (fx1, _, fx2, _), (sx1, _, sx2, _) = front.boxes[0], side.boxes[0]
+    assert abs((fx1 + fx2) / 2 - base.shape.cx) < 15
+    assert (sx1 + sx2) / 2 - base.shape.cx > 0.8 * base.shape.body_r * np.sin(np.radians(60)) - 15
+    assert 0.3 < (sx2 - sx1) / (fx2 - fx1) < 0.8
+    far = seen(np.pi)
+    if len(far.boxes):
+        assert far.far_wall == [True]
+    plain = renderer.render(base, 0, defects=False).image.astype(int)
+    assert (np.abs(far.image.astype(int) - plain).max() < np.abs(front.image.astype(int) - plain).max())
+
+
+def test_renderer_rejects_unknown_class() -> None:
+    with pytest.raises(ValueError, match="scratch"):
+        GlassRenderer(classes=["oil", "scratch"])
+
+
+def test_class_selection(renderer: GlassRenderer) -> None:
+    only = GlassRenderer(classes=["bubble"], defect_free_share=0.0)
+    assert {d.cls for seq in range(10) for d in only.container(0, seq).defects} == {"bubble"}
+
+
+def _synth(args: list[str]):
+    return CliRunner().invoke(main, ["synth", *args])
+
+
+def test_edge_synth_writes_a_dataset_coco_and_yolo_agree(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    result = _synth(["--containers", "4", "--out", str(out), "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert len(list((out / "images").glob("*.png"))) == 24
+    coco = COCO(str(out / "annotations.json"))
+    assert len(coco.getImgIds()) == 24
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
+    renderer = GlassRenderer()
+    expected = sum(len(renderer.render(renderer.container(4, seq), v).boxes) for seq in range(4) for v in range(6))
+    assert expected > 0 and len(coco.getAnnIds()) == expected
+    first = coco.loadImgs(coco.getImgIds())[7]
+    assert (first["container_seq"], first["view"], first["file_name"]) == (1, 1, "images/000001_v1.png")
+
+    from_coco = read_coco(out / "annotations.json", check_images=True)
+    from_yolo = read_yolo(out, check_images=True)
+    assert from_coco.skipped == [] and from_yolo.skipped == []
+    assert from_yolo.classes == list(CLASSES)
+    yolo = {image.file: image for image in from_yolo.images}
+    assert set(yolo) == {image.file for image in from_coco.images}
+    for image in from_coco.images:
+        back = yolo[image.file]
+        assert back.classes == image.classes and (back.container_seq, back.view) == (image.container_seq, image.view)
+        np.testing.assert_allclose(back.boxes, image.boxes, atol=0.02)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--containers", "0"], "--containers must be at least 1"),
+    (["--containers", "-3"], "--containers must be at least 1"),
+    (["--containers", "2", "--classes", "oil,scratch"], "unknown defect class 'scratch'"),
+    (["--containers", "2", "--defect-free-share", "1.5"], "--defect-free-share"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _synth([*args, "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_or_non_empty_output_exits_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _synth(["--containers", "1", "--out", str(blocker / "ds")])
+    assert result.exit_code == 2 and "cannot create a folder" in result.output
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    result = _synth(["--containers", "1", "--out", str(full)])
+    assert result.exit_code == 2 and "not an empty folder" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "full"]
+    assert [p.name for p in full.iterdir()] == ["keep.txt"]
+
+
+def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_render = GlassRenderer.render
+
+    def render_then_fail(self, container, view, defects=True):
+        if container.seq == 1:
+            raise OSError("disk full")
+        return real_render(self, container, view, defects)
+
+    monkeypatch.setattr(GlassRenderer, "render", render_then_fail)
+    result = _synth(["--containers", "3", "--out", str(tmp_path / "ds")])
+    assert result.exit_code != 0 and isinstance(result.exception, OSError)
+    assert list(tmp_path.iterdir()) == []
