@@ -50,7 +50,8 @@ class Station:
         self.gate = gate
         self.line = line
         self._rotation_ns = int(line.rotation_delay_ms * 1e6)
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # tells the camera workers to finish
+        self._halt = threading.Event()  # tells the gate thread to take no more containers
         self._out: "queue.Queue[Frame]" = queue.Queue()
         self.workers = [CameraWorker(cam, self._out, self._stop) for cam in self.cameras]
         self._playlist = next((p for p in (cam.playlist() for cam in self.cameras) if p is not None), None)
@@ -78,8 +79,9 @@ class Station:
             while not (stop.is_set() or self._done(dispatched)):
                 self._emit_one(emit, timeout_s=0.05)
         finally:
-            self._stop.set()  # workers answer what is still queued with 'station stopped'
+            self._halt.set()
             gate_thread.join(GATE_POLL_S * 10 + 1)
+            self._stop.set()  # workers answer what is still queued with 'station stopped'
             for worker in self.workers:
                 worker.join(self._longest_grab_s() + 1)
             while self._emit_one(emit, timeout_s=0):
@@ -101,7 +103,7 @@ class Station:
 
     def _watch_gate(self, stop: threading.Event, containers: int | None, dispatched: threading.Event) -> None:
         try:
-            while not (stop.is_set() or self._stop.is_set()):
+            while not (stop.is_set() or self._halt.is_set()):
                 if containers is not None and self.counts["containers"] >= containers:
                     break
                 event = self.gate.wait(GATE_POLL_S)
@@ -135,6 +137,7 @@ class Station:
         }
 
     def close(self) -> None:
+        self._halt.set()
         self._stop.set()
         for worker in self.workers:
             worker.join(self._longest_grab_s() + 1)

@@ -54,6 +54,10 @@ class TriggerMatcher:
         self.issued += 1
         return self.issued - 1
 
+    def cancel(self) -> None:
+        """The last trigger was never sent (camera busy): no image will come for it."""
+        self.issued -= 1
+
     def classify(self, counter: int | None, index: int) -> str:
         """'match', 'stale' (an earlier trigger's image) or 'extra' (more images than triggers)."""
         if counter is None:
@@ -134,7 +138,7 @@ class CameraWorker:
             capture = self._drain(index)
             if capture is None:
                 if not self.camera.hardware_trigger:
-                    self.camera.trigger(job.seq)
+                    self._fire(job.seq)
                 capture = self._await(index, job)
         except ViewMissing as exc:
             self.counts["failed"] += 1
@@ -160,6 +164,13 @@ class CameraWorker:
             self._missing(job, problem)
             return
         self._emit(job, capture)
+
+    def _fire(self, seq: int) -> None:
+        try:
+            self.camera.trigger(seq)
+        except BaseException:
+            self._matcher.cancel()
+            raise
 
     def _drain(self, index: int) -> Capture | None:
         """Discard images that were waiting before this trigger; on a hardware trigger, one may be ours."""
