@@ -43,11 +43,11 @@ class ImageStore:
         """Lossless PNG for training samples (and when configured), JPEG otherwise."""
         return "png" if container.training_sample or self.config.image_format == "png" else "jpg"
 
-    def relative_path(self, container: ContainerRecord, view: int, ext: str) -> str:
+    @staticmethod
+    def relative_path(line_id: str, t_gate: datetime, seq: int, view: int, ext: str) -> str:
         """images/YYYY/MM/DD/<line>_<HHMMSSffffff>_<seq>_v<view>.<ext>, unique even if seq restarts."""
-        t: datetime = container.t_gate
-        return (f"{IMAGES}/{t:%Y/%m/%d}/{_safe_name(container.line_id)}_{t:%H%M%S%f}_"
-                f"{container.seq:06d}_v{view}.{ext}")
+        return (f"{IMAGES}/{t_gate:%Y/%m/%d}/{_safe_name(line_id)}_{t_gate:%H%M%S%f}_"
+                f"{seq:06d}_v{view}.{ext}")
 
     def write(self, relative: str, image: np.ndarray) -> int:
         """Encode and store atomically; return the bytes on disk."""

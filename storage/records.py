@@ -46,8 +46,8 @@ class ContainerRecord:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ContainerRecord":
-        views = [ViewRecord(**{**v, "t_capture": _time(v.get("t_capture"))}) for v in d.get("views", [])]
-        return cls(**{**d, "t_gate": _time(d["t_gate"]), "views": views})
+        views = [ViewRecord(**{**v, "t_capture": parse_utc(v.get("t_capture"))}) for v in d.get("views", [])]
+        return cls(**{**d, "t_gate": parse_utc(d["t_gate"]), "views": views})
 
 
 @dataclass
@@ -62,7 +62,7 @@ class EventRecord:
     detail: str | None = None
 
 
-def _time(value: str | datetime | None) -> datetime | None:
+def parse_utc(value: str | datetime | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     t = datetime.fromisoformat(value)

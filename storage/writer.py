@@ -150,7 +150,7 @@ class Recorder:
             pixels = images.get(view.view)
             if pixels is None:
                 continue
-            relative = self.store.relative_path(container, view.view, ext)
+            relative = self.store.relative_path(container.line_id, container.t_gate, container.seq, view.view, ext)
             try:
                 stored[view.view] = (relative, self.store.write(relative, pixels))
             except (OSError, StorageError) as exc:

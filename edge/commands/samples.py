@@ -1,0 +1,74 @@
+"""`edge samples`: views for a labelling tool (COCO, YOLO, CVAT) and its labels back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from edge.commands.db import WHEN, config_option
+from edge.config import AppConfig, load_config
+from storage.db import open_database
+from storage.errors import StorageError
+from storage.samples import FORMATS, export_samples, import_labels
+
+
+def vocabulary(config: AppConfig) -> list[str]:
+    """The active model's class names; the configured thresholds' classes when no model is registered."""
+    from storage.registry import Registry
+
+    try:
+        return list(Registry(config.data_dir).active().vocabulary)
+    except StorageError:
+        if config.engine.thresholds:
+            return list(config.engine.thresholds)
+        raise StorageError("no active model and no engine.thresholds classes in the config: "
+                           "the class vocabulary is unknown; register a model first") from None
+
+
+def echo_skipped(skipped: list[str], limit: int = 30) -> None:
+    for line in skipped[:limit]:
+        click.echo(f"skipped: {line}", err=True)
+    if len(skipped) > limit:
+        click.echo(f"skipped: ... and {len(skipped) - limit} more", err=True)
+
+
+@click.group("samples")
+def command() -> None:
+    """Labelled samples for retraining: export to, and import from, labelling tools."""
+
+
+@command.command("export")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="coco", show_default=True,
+              help="coco (Label Studio, CVAT), yolo, or cvat (CVAT for images 1.1 XML).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="A new folder.")
+@click.option("--since", type=WHEN, help="Containers gated since this UTC time or age (e.g. 7d).")
+@click.option("--rejects-only", is_flag=True, help="Only views of rejected containers.")
+def export_command(config_path: Path, fmt: str, out: Path, since: datetime | None, rejects_only: bool) -> None:
+    """Write stored views with pre-annotations: labels where known, detections otherwise."""
+    config = load_config(config_path)
+    db = open_database(config.database_url)
+    report = export_samples(db, config.data_dir, out, fmt, vocabulary(config), config.engine.thresholds,
+                            config.engine.default_threshold, since, rejects_only)
+    db.close()
+    echo_skipped(report.skipped)
+    click.echo(f"{out}: {report.images} images, {report.boxes} boxes ({fmt})")
+
+
+@command.command("import")
+@config_option
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+def import_command(config_path: Path, file: Path) -> None:
+    """Store labels from FILE (COCO .json, or a YOLO folder with classes.txt) against their views.
+
+    Boxes and class names are checked; what cannot be used is listed and the rest stored.
+    Labelled views are kept by the quota and stored lossless (PNG).
+    """
+    config = load_config(config_path)
+    db = open_database(config.database_url)
+    report = import_labels(db, config.data_dir, config.storage, file, vocabulary(config))
+    db.close()
+    echo_skipped(report.skipped)
+    click.echo(f"{file}: {report.boxes} boxes on {report.images} views stored as labelled")

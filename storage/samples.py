@@ -1,0 +1,183 @@
+"""Labelled samples for retraining: export views for a labelling tool, import its labels back.
+
+Export writes the stored views with the current boxes as pre-annotations (a person's
+labels where the view was labelled before, the detector's detections otherwise) in
+COCO, YOLO or CVAT form. Import checks each box and class name against the vocabulary,
+stores the labels against their views, and marks those views labelled: the quota never
+purges them and their image is kept lossless (re-encoded to PNG, so later exports are
+exactly the pixels that were labelled, with no further JPEG generation).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import selectinload
+from tqdm import tqdm
+
+from storage.config import StorageConfig
+from storage.cvat import write_cvat
+from storage.db import STORED, Container, Database, Label, View
+from storage.errors import StorageError
+from storage.images import ImageStore
+from storage.labels import LabelledImage, LabelSet, read_coco, read_yolo, write_coco, write_yolo
+from storage.records import utc_now
+
+log = logging.getLogger(__name__)
+FORMATS = ("coco", "yolo", "cvat")
+# Exported file stems name the database row: c<container id>_v<view>.
+_STEM = re.compile(r"^c(\d+)_v([0-5])$")
+
+
+@dataclass
+class SamplesReport:
+    images: int = 0
+    boxes: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: list[str],
+                   thresholds: dict[str, float] | None = None, default_threshold: float = 0.5,
+                   since: datetime | None = None, rejects_only: bool = False) -> SamplesReport:
+    if fmt not in FORMATS:
+        raise StorageError(f"unknown samples format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise StorageError(f"{out} exists and is not empty; name a new folder for the samples")
+    thresholds = thresholds or {}
+    query = (select(View).join(Container).where(View.image_state == STORED)
+             .options(selectinload(View.detections), selectinload(View.labels), selectinload(View.container))
+             .order_by(Container.t_gate, View.view))
+    if since is not None:
+        query = query.where(Container.t_gate >= since)
+    if rejects_only:
+        query = query.where(Container.decision != "pass")
+    report, images, known = SamplesReport(), [], set(classes)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    with db.session() as session:
+        views = session.scalars(query).all()
+        for v in tqdm(views, desc="samples", unit="view", disable=len(views) < 100):
+            relative = f"images/c{v.container_id}_v{v.view}{Path(v.image_file).suffix}"
+            source = Path(data_dir) / v.image_file
+            image = cv2.imread(str(source), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                report.skipped.append(f"{v.image_file}: missing or unreadable; skipped")
+                continue
+            shutil.copyfile(source, out / relative)
+            if v.labelled:
+                boxes = [(lb.class_name, lb.box) for lb in v.labels]
+            else:
+                boxes = [(d.class_name, d.box) for d in v.detections
+                         if d.score >= thresholds.get(d.class_name, default_threshold)]
+            unknown = sorted({name for name, _ in boxes} - known)
+            if unknown:
+                report.skipped.append(f"{relative}: classes {unknown} are not in the vocabulary; those boxes left out")
+            boxes = [(name, box) for name, box in boxes if name in known]
+            images.append(LabelledImage(
+                file=relative, width=image.shape[1], height=image.shape[0],
+                boxes=np.array([b for _, b in boxes], np.float32).reshape(-1, 4), classes=[n for n, _ in boxes],
+                container_seq=v.container.seq, view=v.view))
+            report.boxes += len(boxes)
+    if fmt == "coco":
+        write_coco(out / "labels.json", images, classes)
+    elif fmt == "yolo":
+        write_yolo(out, images, classes)
+    else:
+        write_cvat(out / "annotations.xml", images, classes)
+    report.images = len(images)
+    return report
+
+
+def read_labels(path: Path) -> LabelSet:
+    """COCO (a .json file) or YOLO (a folder with classes.txt, or that classes.txt itself)."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        return read_coco(path)
+    if path.is_dir() or path.name == "classes.txt":
+        return read_yolo(path if path.is_dir() else path.parent)
+    raise StorageError(f"{path}: expected a COCO .json file or a YOLO folder holding classes.txt")
+
+
+def import_labels(db: Database, data_dir: Path, config: StorageConfig, path: Path,
+                  classes: list[str]) -> SamplesReport:
+    """Store the labels in `path` against their views; mark those views labelled and lossless."""
+    labels = read_labels(path)
+    report = SamplesReport(skipped=list(labels.skipped))
+    store, known = ImageStore(Path(data_dir), config), set(classes)
+    for image in tqdm(labels.images, desc="import", unit="image", disable=len(labels.images) < 100):
+        try:
+            n = _import_one(db, store, labels.root, image, known, str(path), report.skipped)
+        except StorageError as exc:
+            report.skipped.append(f"{image.file}: {exc}; skipped")
+            continue
+        if n is not None:
+            report.images += 1
+            report.boxes += n
+    return report
+
+
+def _import_one(db: Database, store: ImageStore, root: Path, image: LabelledImage, known: set[str],
+                source: str, skipped: list[str]) -> int | None:
+    with db.session() as session:
+        view = _find_view(session, image)
+        if view is None:
+            skipped.append(f"{image.file}: no stored view matches (expected a c<id>_v<view> name, or "
+                           "container_seq and view); skipped")
+            return None
+        pixels = _pixels(store, view, root / image.file)
+        if pixels.shape[1] != image.width or pixels.shape[0] != image.height:
+            raise StorageError(f"labels are for {image.width}x{image.height}, the view is "
+                               f"{pixels.shape[1]}x{pixels.shape[0]}")
+        old_file, container, view_id, view_index = view.image_file, view.container, view.id, view.view
+    rows = []
+    for box, name in zip(image.boxes.tolist(), image.classes):
+        if name not in known:
+            skipped.append(f"{image.file}: class {name!r} is not in the vocabulary {sorted(known)}; box skipped")
+            continue
+        x1, y1, x2, y2 = box
+        if not (0 <= x1 < x2 <= image.width and 0 <= y1 < y2 <= image.height):
+            skipped.append(f"{image.file}: box {box} lies outside the {image.width}x{image.height} image; skipped")
+            continue
+        rows.append({"view_id": view_id, "class_name": name, "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                     "source": source[-255:], "created": utc_now()})
+    png = store.relative_path(container.line_id, container.t_gate, container.seq, view_index, "png") \
+        if old_file is None else str(Path(old_file).with_suffix(".png"))
+    size = store.write(png, pixels) if png != old_file else store.path(png).stat().st_size
+    with db.session.begin() as session:
+        session.execute(delete(Label).where(Label.view_id == view_id))
+        if rows:
+            session.execute(insert(Label), rows)
+        view = session.get(View, view_id)
+        view.labelled, view.image_file, view.image_bytes, view.image_state = True, png, size, STORED
+    if old_file and old_file != png:
+        store.delete(old_file)  # after the commit: a crash before leaves an orphan, which repair removes
+    return len(rows)
+
+
+def _find_view(session, image: LabelledImage) -> View | None:
+    match = _STEM.match(Path(image.file).stem)
+    if match:
+        return session.scalar(select(View).where(View.container_id == int(match[1]), View.view == int(match[2]))
+                              .options(selectinload(View.container)))
+    if image.container_seq is None or image.view is None:
+        return None
+    return session.scalar(select(View).join(Container)
+                          .where(Container.seq == image.container_seq, View.view == image.view)
+                          .order_by(Container.t_gate.desc()).limit(1).options(selectinload(View.container)))
+
+
+def _pixels(store: ImageStore, view: View, imported: Path) -> np.ndarray:
+    """The stored image if still there, else the one that came with the labels (it was purged since)."""
+    for candidate in ([store.path(view.image_file)] if view.image_state == STORED else []) + [imported]:
+        pixels = cv2.imread(str(candidate), cv2.IMREAD_COLOR)
+        if pixels is not None:
+            return pixels
+    raise StorageError("neither the stored image nor the labelled file can be read")
