@@ -123,11 +123,13 @@ def register(cls: type[Camera]) -> type[Camera]:
 
 def camera_class(driver: str) -> type[Camera]:
     if driver not in DRIVERS:
+        module = f"camera.drivers.{driver}"
         try:
-            importlib.import_module(f"camera.drivers.{driver}")
+            importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            raise CameraError(f"camera driver {driver!r} cannot be loaded ({exc}); "
-                              "install the camera extras: pip install glass-edge[camera]") from None
+            if exc.name != module:  # the driver exists, a package it needs does not
+                raise CameraError(f"camera driver {driver!r} cannot be loaded ({exc}); "
+                                  "install the camera extras: pip install glass-edge[camera]") from None
     if driver not in DRIVERS:
         raise CameraError(f"unknown camera driver {driver!r}; known: synthetic, pylon, genicam, batch")
     return DRIVERS[driver]

@@ -1,0 +1,137 @@
+"""The station with the synthetic and captured-batch drivers, and the trigger/image matching rules."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from camera.base import build_camera
+from camera.config import CameraConfig, GateConfig
+from camera.errors import CameraError
+from camera.station import build_station
+from camera.worker import TriggerMatcher
+from edge.config import LineConfig
+
+GATE = TypeAdapter(GateConfig).validate_python({"driver": "simulated"})
+LINE = LineConfig(speed_cpm=1200, travel_time_ms=1000, rotation_delay_ms=10)
+
+
+def camera_configs(driver: str, **settings) -> list:
+    return [TypeAdapter(CameraConfig).validate_python(
+        {"id": f"{driver}-{view}", "driver": driver, "view": view, "bank": "left" if view < 3 else "right",
+         "grab_timeout_ms": 5000, **settings}) for view in range(6)]
+
+
+def write_batch(root, seqs, absent=()):
+    """A captured batch folder as `edge capture export` writes it (SEAMS.md)."""
+    (root / "views").mkdir(parents=True)
+    containers = []
+    for seq in seqs:
+        views = []
+        for view in range(6):
+            if (seq, view) in absent:
+                continue
+            file = f"views/{seq:06d}_v{view}.png"
+            cv2.imwrite(str(root / file), np.full((41, 35, 3), (seq, view, 0), np.uint8))
+            views.append({"view": view, "camera_id": f"line-cam-{view}", "file": file,
+                          "t_capture": "2026-11-25T10:00:00.000000Z"})
+        containers.append({"seq": seq, "t_gate": "2026-11-25T10:00:00Z", "decision": "pass",
+                           "model_version": "v1", "views": views})
+    (root / "manifest.json").write_text(json.dumps(
+        {"format": "edge-batch/1", "line": "line-1", "created": "2026-11-25T10:00:00Z", "containers": containers}))
+    return root
+
+
+def run(station, containers=None, stop=None) -> list:
+    frames = []
+    station.run(frames.append, stop or threading.Event(), containers=containers)
+    return frames
+
+
+def test_batch_replay_keeps_the_batch_seqs_and_reports_absent_views(tmp_path):
+    batch = write_batch(tmp_path / "batch", [17, 18, 40], absent={(18, 4)})
+    with build_station(camera_configs("batch", path=str(batch)), GATE, LINE) as station:
+        frames = run(station)  # the batch ends the run
+    assert sorted((f.container_seq, f.view) for f in frames) == [(s, v) for s in (17, 18, 40) for v in range(6)]
+    for f in frames:
+        if (f.container_seq, f.view) == (18, 4):
+            assert f.pixels is None and "not in batch" in f.missing
+        else:
+            assert tuple(f.pixels[0, 0]) == (f.container_seq, f.view, 0)
+            assert f.meta["batch_camera_id"] == f"line-cam-{f.view}"
+
+
+def test_batch_that_is_not_a_batch_names_camera_and_folder(tmp_path):
+    with pytest.raises(CameraError, match=r"camera 'batch-0'.*manifest.json"):
+        build_station(camera_configs("batch", path=str(tmp_path)), GATE, LINE)
+
+
+def test_synthetic_cameras_show_one_container_from_six_sides():
+    pytest.importorskip("camera.synth")
+    with build_station(camera_configs("synthetic", seed=3), GATE, LINE) as station:
+        frames = run(station, containers=2)
+        stats = station.stats()
+    assert sorted((f.container_seq, f.view) for f in frames) == [(s, v) for s in (1, 2) for v in range(6)]
+    assert all(f.pixels.shape == (820, 700, 3) and f.pixel_format == "BGR8" for f in frames)
+    views = {(f.container_seq, f.view): f.pixels for f in frames}
+    assert not np.array_equal(views[(1, 0)], views[(1, 3)])
+    assert not np.array_equal(views[(1, 0)], views[(2, 0)])
+    camera = build_camera(camera_configs("synthetic", seed=3)[3])
+    camera.start()
+    camera.trigger(1)
+    assert np.array_equal(camera.grab(1.0).pixels, views[(1, 3)])  # deterministic in seed, seq, view
+    assert stats["views_missing"] == 0 and stats["gate"]["events"] == 2
+
+
+def test_stop_ends_the_run_with_six_frames_per_container(tmp_path):
+    batch = write_batch(tmp_path / "batch", range(1, 200))
+    stop = threading.Event()
+    frames = []
+
+    def emit(frame):
+        frames.append(frame)
+        if frame.container_seq == 3:
+            stop.set()
+
+    slow = LineConfig(speed_cpm=600, travel_time_ms=1000, rotation_delay_ms=50)
+    with build_station(camera_configs("batch", path=str(batch)), GATE, slow) as station:
+        station.run(emit, stop)
+        dispatched = station.stats()["containers"]
+    assert 3 <= dispatched < 199
+    assert len(frames) == 6 * dispatched
+
+
+def test_matcher_discards_a_late_image_and_resyncs_after_a_dropped_trigger():
+    matcher = TriggerMatcher()
+    assert matcher.classify(100, matcher.next_trigger()) == "match"  # trigger 0 -> counter 100
+    first = matcher.next_trigger()  # trigger 1: its image is late
+    matcher.timed_out(first)
+    second = matcher.next_trigger()
+    assert matcher.classify(101, second) == "stale"  # trigger 1's late image is not container 2's
+    assert matcher.classify(102, second) == "match"
+    dropped = matcher.next_trigger()  # the camera was busy and dropped this trigger
+    matcher.timed_out(dropped)
+    after = matcher.next_trigger()
+    assert matcher.classify(103, after) == "stale"  # looks late: one more view lost, none misattributed
+    matcher.timed_out(after)
+    assert matcher.classify(104, matcher.next_trigger()) == "match"  # back in step
+
+
+def test_matcher_never_counts_a_trigger_that_was_not_sent():
+    matcher = TriggerMatcher()
+    assert matcher.classify(0, matcher.next_trigger()) == "match"
+    matcher.next_trigger()
+    matcher.cancel()  # camera busy: trigger not sent
+    assert matcher.classify(1, matcher.next_trigger()) == "match"
+
+
+def test_unknown_driver_is_a_camera_error():
+    from camera.base import camera_class
+
+    with pytest.raises(CameraError, match="unknown camera driver 'teleport'"):
+        camera_class("teleport")
