@@ -41,6 +41,11 @@ NOISE_PAD = 64
 _NOISE_SEED = 0x6C455  # the noise tile is part of the camera, not of the container
 
 
+def _rng(*keys: int) -> np.random.Generator:
+    """One independent stream per (seed, seq, purpose); any integers, negative included."""
+    return np.random.default_rng([k % 2**64 for k in keys])
+
+
 @dataclass(frozen=True)
 class Defect:
     cls: str
@@ -85,20 +90,25 @@ class GlassRenderer:
         self.visible_delta = visible_delta
         rng = np.random.default_rng(_NOISE_SEED)
         self._light = backlight(width + 2 * PAD_X, height + 2 * PAD_Y, rng)
+        self._canvas = cv2.merge([cv2.convertScaleAbs(self._light)] * 3)
         self._noise = self._noise_tile(rng)
         # The two banks differ a little in lighting, as two real back-lights do.
         self._bank_gain = (1.0, 0.97)
 
-    def _noise_tile(self, rng: np.random.Generator) -> np.ndarray:
-        """Sensor noise (shared grey part plus per-channel part) around 128, made once."""
+    def _noise_tile(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Sensor noise (shared grey part plus per-channel part), made once.
+
+        Kept as its positive and negative parts so that a view adds it with two
+        saturating uint8 operations instead of a float round trip.
+        """
         h, w = self.height + NOISE_PAD, self.width + NOISE_PAD
-        grey = rng.normal(0, 1.8, (h, w, 1)).astype(np.float32)
-        colour = rng.normal(0, 0.9, (h, w, 3)).astype(np.float32)
-        return np.clip(128 + grey + colour, 0, 255).round().astype(np.uint8)
+        noise = rng.normal(0, 1.8, (h, w, 1)) + rng.normal(0, 0.9, (h, w, 3))
+        noise = np.clip(noise.round(), -255, 255)
+        return np.maximum(noise, 0).astype(np.uint8), np.maximum(-noise, 0).astype(np.uint8)
 
     def container(self, seed: int, seq: int) -> Container:
         """Shape and defects of container `seq` in run `seed`; pixels come later, cached."""
-        rng = np.random.default_rng([seed, seq])
+        rng = _rng(seed, seq)
         shape = BottleShape.sample(rng, self.width, self.height)
         count = 0 if rng.random() < self.defect_free_share else int(rng.integers(1, 5))
         defects = []
@@ -112,9 +122,8 @@ class GlassRenderer:
 
     def _base(self, container: Container) -> np.ndarray:
         if container.base is None:
-            rng = np.random.default_rng([container.seed, container.seq, 1_000])
-            base = render_base(container.shape, self._light, rng, PAD_X, PAD_Y)
-            container.base = np.clip(base, 0, 255).round().astype(np.uint8)
+            rng = _rng(container.seed, container.seq, 1_000)
+            container.base = render_base(container.shape, self._light, self._canvas, rng, PAD_X, PAD_Y)
         return container.base
 
     def render(self, container: Container, view: int, defects: bool = True) -> RenderedView:
@@ -122,7 +131,7 @@ class GlassRenderer:
         if not 0 <= view < VIEWS:
             raise ValueError(f"view must be 0..{VIEWS - 1}, got {view}")
         base = self._base(container)
-        rng = np.random.default_rng([container.seed, container.seq, 2_000 + view])
+        rng = _rng(container.seed, container.seq, 2_000 + view)
         dx, dy = int(rng.integers(-PAD_X, PAD_X + 1)), int(rng.integers(-PAD_Y, PAD_Y + 1))
         gain = rng.uniform(0.93, 1.05) * self._bank_gain[view // 3]
         ny, nx = int(rng.integers(NOISE_PAD)), int(rng.integers(NOISE_PAD))
@@ -144,8 +153,8 @@ class GlassRenderer:
                     classes.append(defect.cls)
                     index.append(i)
                     far.append(bool(c < 0))
-        noise = self._noise[ny:ny + self.height, nx:nx + self.width]
-        image = cv2.addWeighted(image, 1.0, noise, 1.0, -128.0)
+        window = (slice(ny, ny + self.height), slice(nx, nx + self.width))
+        image = cv2.subtract(cv2.add(image, self._noise[0][window]), self._noise[1][window])
         return RenderedView(image=image, boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
                             classes=classes, defect_index=index, far_wall=far)
 
