@@ -19,7 +19,10 @@ def build_book(config) -> DecisionBook:
     return DecisionBook(
         line_id=config.line.id, travel_time_ms=config.line.travel_time_ms,
         relay_lead_ms=config.line.relay_lead_ms, late_result=config.line.late_result,
-        thresholds=dict(config.engine.thresholds), default_threshold=config.engine.default_threshold,
+        # The engine returns only detections at or above their class threshold (config, else
+        # the package's, else the default): each one counts. Config thresholds are applied
+        # again so that a stand-in or older engine cannot pass a low score.
+        thresholds=dict(config.engine.thresholds), default_threshold=0.0,
         cameras={cam.view: cam.id for cam in config.cameras})
 
 

@@ -135,7 +135,8 @@ def run(ctx) -> None:
         images = ctx.endpoints.connect("images", zmq.PUSH)
     slot = EngineSlot(ctx.factory("engine_factory", load_real_engine), config)
     metrics.MODEL.labels(slot.engine.version).set(1)
-    counts = {"frames": 0, "inferred": 0, "bad": 0, "images_dropped": 0, "batches": 0}
+    counts = {"frames": 0, "inferred": 0, "bad": 0, "stale": 0, "images_dropped": 0, "batches": 0}
+    deadline_ns = int((config.line.travel_time_ms - config.line.relay_lead_ms) * 1e6)
     ctx.state = "ready"
     log.info("%s ready with model %s", name, slot.engine.version)
 
@@ -176,6 +177,12 @@ def run(ctx) -> None:
                 if frame.pixels.shape[:2] != sizes.get(frame.view):
                     bad(parts, "wrong size", f"container {frame.container_seq} view {frame.view}: "
                         f"{frame.pixels.shape} instead of {sizes.get(frame.view)}")
+                    continue
+                if frame.t_gate_ns + deadline_ns <= time.monotonic_ns():
+                    # Its container is decided already (fail-safe): inferring it would only
+                    # delay the next ones. This is how an overloaded line catches up.
+                    counts["stale"] += 1
+                    metrics.FRAMES.labels("worker", "stale", "past deadline").inc()
                     continue
                 batch.append(frame)
         if batch:
