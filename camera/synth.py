@@ -16,8 +16,9 @@ that (a person sees it against the noise); its box is the extent of the pixels i
 changed by BOX_DELTA, so faint far-wall defects are labelled only when they show.
 
 Speed. The back-lit container is computed once per container and cached; a view is a
-shifted crop, an exposure scale, small defect patches, and camera noise taken at a
-random offset from a noise tile made once per renderer.
+shifted crop, an exposure scale, the wall's thickness streaks and mould seams turned
+to the view, small defect patches, and camera noise taken at a random offset from a
+noise tile made once per renderer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from camera.frame import VIEWS
 from camera.synth_defects import DRAW, DefectPatch
-from camera.synth_glass import BottleShape, backlight, render_base
+from camera.synth_glass import BottleShape, apply_wall_profile, backlight, draw_seams, render_base, wall_profile
 
 CLASSES = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
 MIN_VISIBLE_PX = 4  # pixels changed by visible_delta for a small defect to be seen
@@ -61,6 +62,8 @@ class Container:
     shape: BottleShape
     defects: list[Defect]
     base: np.ndarray | None = field(default=None, repr=False)  # cached padded picture, uint8 BGR
+    wall: np.ndarray | None = field(default=None, repr=False)  # cached thickness around the wall
+    seam: float = 0.0  # angle of the mould seams (and seam + pi)
 
 
 @dataclass
@@ -118,12 +121,14 @@ class GlassRenderer:
             defects.append(Defect(cls=cls, theta=float(rng.uniform(0, 2 * np.pi)),
                                   z=float(rng.uniform(top, shape.base - shape.heel_h)),
                                   patch=DRAW[cls](rng)))
-        return Container(seed=seed, seq=seq, shape=shape, defects=defects)
+        return Container(seed=seed, seq=seq, shape=shape, defects=defects,
+                         seam=float(rng.uniform(0, np.pi)))
 
     def _base(self, container: Container) -> np.ndarray:
         if container.base is None:
             rng = _rng(container.seed, container.seq, 1_000)
             container.base = render_base(container.shape, self._light, self._canvas, rng, PAD_X, PAD_Y)
+            container.wall = wall_profile(rng)
         return container.base
 
     def render(self, container: Container, view: int, defects: bool = True) -> RenderedView:
@@ -138,9 +143,11 @@ class GlassRenderer:
         y0, x0 = PAD_Y - dy, PAD_X - dx  # the container moves by (dx, dy) in the picture
         image = cv2.convertScaleAbs(base[y0:y0 + self.height, x0:x0 + self.width], alpha=gain)
         shape = container.shape
+        phi = view * 2 * np.pi / VIEWS
+        apply_wall_profile(image, shape, container.wall, phi, dx, dy)
+        draw_seams(image, shape, container.seam, phi, dx, dy)
         boxes, classes, index, far = [], [], [], []
         if defects:
-            phi = view * 2 * np.pi / VIEWS
             for i, defect in enumerate(container.defects):
                 c = np.cos(defect.theta - phi)
                 if abs(c) < HIDDEN_COS:

@@ -96,7 +96,58 @@ def _glass_texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarr
                         (w, h), interpolation=cv2.INTER_CUBIC)
     streaks = cv2.resize(rng.normal(0, 1, (max(h // 90, 2), max(w // 5, 2))).astype(np.float32),
                          (w, h), interpolation=cv2.INTER_CUBIC)
-    return 1 + 0.012 * mottle + 0.005 * streaks
+    return 1 + 0.012 * mottle + 0.003 * streaks
+
+
+def wall_profile(rng: np.random.Generator, samples: int = 2048) -> np.ndarray:
+    """Relative wall thickness around the circumference: smooth, periodic, about +-3%."""
+    k = np.arange(2, 60)
+    amplitude = rng.normal(0, 1, k.size) / k ** 0.9
+    phase = rng.uniform(0, 2 * np.pi, k.size)
+    angle = np.linspace(0, 2 * np.pi, samples, endpoint=False)[:, None]
+    profile = (amplitude * np.cos(k * angle + phase)).sum(axis=1)
+    return (0.03 * profile / np.abs(profile).max()).astype(np.float32)
+
+
+def apply_wall_profile(image: np.ndarray, shape: BottleShape, profile: np.ndarray, phi: float,
+                       dx: int, dy: int) -> None:
+    """Thickness streaks of the body, which turn with the container from view to view.
+
+    A column at u = sin(alpha) looks through the near wall at angle phi + alpha and the
+    far wall at phi + pi - alpha; both change the light it gets.
+    """
+    y0, y1 = int(shape.shoulder_end) + dy, int(shape.base - shape.heel_h) + dy
+    x0, x1 = int(shape.cx - shape.body_r * 0.97) + dx, int(shape.cx + shape.body_r * 0.97) + dx
+    y0, y1, x0, x1 = max(y0, 0), min(y1, image.shape[0]), max(x0, 0), min(x1, image.shape[1])
+    if y1 <= y0 or x1 <= x0:
+        return
+    alpha = np.arcsin(np.clip((np.arange(x0, x1) - dx - shape.cx) / shape.body_r, -1, 1))
+    n = profile.size
+    near = ((phi + alpha) / (2 * np.pi) * n).astype(np.int64) % n
+    far = ((phi + np.pi - alpha) / (2 * np.pi) * n).astype(np.int64) % n
+    column = profile[near] + profile[far]
+    rows = np.arange(y0, y1, dtype=np.float32)
+    taper = smoothstep((rows - y0) / 40) * smoothstep((y1 - rows) / 40)
+    gain = (1 + np.outer(taper, column)).astype(np.float32)
+    region = image[y0:y1, x0:x1]
+    region[:] = cv2.multiply(region, cv2.merge([gain] * 3), dtype=cv2.CV_8U)
+
+
+def draw_seams(image: np.ndarray, shape: BottleShape, seam: float, phi: float, dx: int, dy: int) -> None:
+    """The two mould seams (theta = seam and seam + pi): fine vertical lines on the wall."""
+    rows = np.arange(int(shape.neck_end), int(shape.base - 4))
+    r = shape.radius(rows)
+    ys = rows + dy
+    for theta in (seam, seam + np.pi):
+        c = np.cos(theta - phi)
+        if abs(c) < 0.2:
+            continue
+        xs = np.round(shape.cx + dx + r * np.sin(theta - phi)).astype(np.int64)
+        keep = (ys >= 0) & (ys < image.shape[0]) & (xs >= 1) & (xs < image.shape[1] - 1)
+        y, x = ys[keep], xs[keep]
+        dark, light = (0.86, 1.05) if c > 0 else (0.95, 1.0)
+        image[y, x] = (image[y, x] * dark).astype(np.uint8)
+        image[y, x + 1] = np.minimum(image[y, x + 1] * light, 255).astype(np.uint8)
 
 
 def wall_transmission(a: np.ndarray, slope: np.ndarray) -> np.ndarray:
