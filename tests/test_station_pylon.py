@@ -88,13 +88,16 @@ def test_removed_camera_is_reported_missing_and_comes_back(emulator, image_folde
     frames = []
     station = build_station(cameras(emulator, image_folder), GATE, FAST_LINE)
     pulled = threading.Event()
+    gone: list[int] = []
 
     def emit(frame):
         frames.append(frame)
         if frame.container_seq == 5 and frame.view == 4 and not pulled.is_set():
             pulled.set()
             station.workers[4].camera.device.DestroyDevice()  # the cable is pulled
-        if pulled.is_set() and frame.view == 4 and frame.pixels is not None and frame.container_seq > 5:
+        if frame.view == 4 and (frame.missing or "").startswith("camera lost"):
+            gone.append(frame.container_seq)
+        if gone and frame.view == 4 and frame.pixels is not None and frame.container_seq > gone[-1]:
             stop.set()  # it is back
 
     with station:
