@@ -2,9 +2,10 @@
 
     python bench/synth.py [--containers 100] [--seed 0] [--cpu 0]
 
-The process is pinned to one CPU and OpenCV, BLAS and torch use one thread. Three
-figures: live camera rate (a new container, then its six views: what a synthetic
-station does per gate event), the split between building a container and rendering a
+The process is pinned to one CPU and OpenCV, BLAS and torch use one thread. On a
+shared machine the wall-clock rate drops with the load; the CPU-time rate does not. Three
+figures: the live rate of six synthetic cameras (six renderers sharing the container
+picture, as in a station), the split between building a container and rendering a
 view from it, and `edge synth`'s rate including PNG encoding.
 """
 
@@ -45,24 +46,33 @@ def main() -> None:
 
     renderer = GlassRenderer()
     renderer.render(renderer.container(args.seed, -1), 0)  # warm-up
+    cameras = [GlassRenderer() for _ in range(VIEWS)]  # as six synthetic cameras in a station
 
     per_container, build, view_times = [], [], []
+    cpu0 = time.process_time_ns()
     for seq in range(args.containers):
         t0 = time.perf_counter_ns()
-        container = renderer.container(args.seed, seq)
-        renderer.render(container, 0)
-        t1 = time.perf_counter_ns()
-        for view in range(1, VIEWS):
-            v0 = time.perf_counter_ns()
-            renderer.render(container, view)
-            view_times.append(time.perf_counter_ns() - v0)
+        for view, camera in enumerate(cameras):  # each camera: its container, its view
+            camera.render(camera.container(args.seed, seq), view)
         per_container.append(time.perf_counter_ns() - t0)
-        build.append(t1 - t0)
+    cpu = (time.process_time_ns() - cpu0) / 1e9
+    for seq in range(args.containers):
+        t0 = time.perf_counter_ns()
+        container = renderer.container(args.seed + 1, seq)
+        renderer.render(container, 0)
+        build.append(time.perf_counter_ns() - t0)
+        for view in range(1, VIEWS):
+            t0 = time.perf_counter_ns()
+            renderer.render(container, view)
+            view_times.append(time.perf_counter_ns() - t0)
     ms = np.asarray(per_container) / 1e6
     live = VIEWS * len(ms) / (ms.sum() / 1e3)
-    print(f"live camera (new container + 6 views), one core: {live:.0f} views/s "
-          f"= {live / GOAL_VIEWS_PER_S:.1f}x the {GOAL_VIEWS_PER_S:.0f} views/s goal")
-    print(f"  per container: p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms "
+    by_cpu = VIEWS * len(ms) / cpu
+    print(f"six synthetic cameras (six renderers, one new container per gate event), one core: "
+          f"{live:.0f} views/s wall clock = {live / GOAL_VIEWS_PER_S:.1f}x the {GOAL_VIEWS_PER_S:.0f} views/s goal")
+    print(f"  by CPU time (what an unshared core would give): {by_cpu:.0f} views/s "
+          f"= {by_cpu / GOAL_VIEWS_PER_S:.1f}x the goal")
+    print(f"  per container (6 views): p50 {np.percentile(ms, 50):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms "
           f"(budget at 10 containers/s: 100 ms)")
     print(f"  container build + first view: p50 {np.percentile(build, 50) / 1e6:.1f} ms; "
           f"each further view: p50 {np.percentile(view_times, 50) / 1e6:.2f} ms, "

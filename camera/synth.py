@@ -23,13 +23,15 @@ noise tile made once per renderer.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from camera.frame import VIEWS
-from camera.synth_defects import DRAW, DefectPatch
+from camera.synth_defects import DRAW, DefectPatch, scaled
 from camera.synth_glass import BottleShape, apply_wall_profile, backlight, draw_seams, render_base, wall_profile
 
 CLASSES = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
@@ -40,6 +42,9 @@ HIDDEN_COS = 0.15  # |cos| below this the defect is edge-on, inside the dark wal
 PAD_X, PAD_Y = 10, 6  # position jitter per view, pixels
 NOISE_PAD = 64
 _NOISE_SEED = 0x6C455  # the noise tile is part of the camera, not of the container
+SHARED_CONTAINERS = 16  # recent containers kept for the other cameras
+_SHARED: OrderedDict = OrderedDict()
+_SHARED_LOCK = threading.Lock()
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -87,6 +92,7 @@ class GlassRenderer:
         if not 0 <= defect_free_share <= 1:
             raise ValueError(f"defect_free_share must be within 0..1, got {defect_free_share}")
         self.width, self.height = width, height
+        self.scale = min(width / 700, height / 820)  # defects and glass keep their physical size
         self.classes = tuple(classes)
         self.defect_free_share = defect_free_share
         self.back_wall_contrast = back_wall_contrast
@@ -110,7 +116,23 @@ class GlassRenderer:
         return np.maximum(noise, 0).astype(np.uint8), np.maximum(-noise, 0).astype(np.uint8)
 
     def container(self, seed: int, seq: int) -> Container:
-        """Shape and defects of container `seq` in run `seed`; pixels come later, cached."""
+        """Shape and defects of container `seq` in run `seed`; pixels come later, cached.
+
+        Six synthetic cameras are six renderers in one process asking for the same
+        container: a small module-wide cache lets them share it and its picture.
+        """
+        key = (self.width, self.height, self.classes, self.defect_free_share, seed, seq)
+        with _SHARED_LOCK:
+            container = _SHARED.get(key)
+        if container is None:
+            container = self._new_container(seed, seq)
+            with _SHARED_LOCK:
+                container = _SHARED.setdefault(key, container)
+                while len(_SHARED) > SHARED_CONTAINERS:
+                    _SHARED.popitem(last=False)
+        return container
+
+    def _new_container(self, seed: int, seq: int) -> Container:
         rng = _rng(seed, seq)
         shape = BottleShape.sample(rng, self.width, self.height)
         count = 0 if rng.random() < self.defect_free_share else int(rng.integers(1, 5))
@@ -120,15 +142,16 @@ class GlassRenderer:
             cls = self.classes[int(rng.integers(len(self.classes)))]
             defects.append(Defect(cls=cls, theta=float(rng.uniform(0, 2 * np.pi)),
                                   z=float(rng.uniform(top, shape.base - shape.heel_h)),
-                                  patch=DRAW[cls](rng)))
+                                  patch=scaled(DRAW[cls](rng), self.scale)))
         return Container(seed=seed, seq=seq, shape=shape, defects=defects,
                          seam=float(rng.uniform(0, np.pi)))
 
     def _base(self, container: Container) -> np.ndarray:
+        """The container's defect-free picture: built once, shared by all six views."""
         if container.base is None:
             rng = _rng(container.seed, container.seq, 1_000)
-            container.base = render_base(container.shape, self._light, self._canvas, rng, PAD_X, PAD_Y)
             container.wall = wall_profile(rng)
+            container.base = render_base(container.shape, self._light, self._canvas, rng, PAD_X, PAD_Y)
         return container.base
 
     def render(self, container: Container, view: int, defects: bool = True) -> RenderedView:

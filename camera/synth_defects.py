@@ -158,6 +158,16 @@ def quenched_grain(rng: np.random.Generator) -> DefectPatch:
     return DefectPatch(opacity, (0.18, 0.18, 0.2), _down(glint, 0.5) * rng.uniform(20, 45))
 
 
+def scaled(patch: DefectPatch, k: float) -> DefectPatch:
+    """The patch for a camera whose picture is k times the paper's 700 x 820."""
+    if abs(k - 1) < 1e-6:
+        return patch
+    h, w = patch.opacity.shape
+    size = (max(int(round(w * k)), 1), max(int(round(h * k)), 1))
+    glint = None if patch.glint is None else cv2.resize(patch.glint, size, interpolation=cv2.INTER_AREA)
+    return DefectPatch(cv2.resize(patch.opacity, size, interpolation=cv2.INTER_AREA), patch.color, glint)
+
+
 DRAW = {
     "oil": oil,
     "black spot": black_spot,

@@ -40,16 +40,17 @@ class BottleShape:
     @classmethod
     def sample(cls, rng: np.random.Generator, width: int, height: int) -> "BottleShape":
         """A plausible bottle or jar that fits the frame with a margin for position jitter."""
+        k = min(width / 700, height / 820)  # sizes below are for the paper's 700 x 820
         body_r = width * rng.uniform(0.21, 0.29)
-        base = height - rng.uniform(22, 40)
+        base = height - k * rng.uniform(22, 40)
         top = rng.uniform(0.04, 0.08) * height
         shoulder_end = top + (base - top) * rng.uniform(0.38, 0.5)
         neck_end = top + (shoulder_end - top) * rng.uniform(0.35, 0.6)
         tint = TINTS[int(rng.choice(len(TINTS), p=(0.6, 0.25, 0.15)))]
-        return cls(cx=width / 2 + rng.uniform(-14, 14), top=top, finish_h=rng.uniform(26, 40),
+        return cls(cx=width / 2 + k * rng.uniform(-14, 14), top=top, finish_h=k * rng.uniform(26, 40),
                    neck_r=body_r * rng.uniform(0.3, 0.42), neck_end=neck_end,
                    shoulder_end=shoulder_end, body_r=body_r, base=base,
-                   heel_h=rng.uniform(18, 34), base_thick=rng.uniform(14, 30), tint=tint)
+                   heel_h=k * rng.uniform(18, 34), base_thick=k * rng.uniform(14, 30), tint=tint)
 
     def radius(self, rows: np.ndarray) -> np.ndarray:
         """Outer radius in pixels at each row (0 outside the container)."""

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from pycocotools.coco import COCO
 
+from camera import synth
 from camera.synth import CLASSES, GlassRenderer, without
 from edge.cli import main
 from storage.labels import read_coco, read_yolo
@@ -24,6 +25,7 @@ def test_same_seed_same_pixels(renderer: GlassRenderer) -> None:
     other = GlassRenderer(defect_free_share=0.0)
     for view in (0, 4):
         a = renderer.render(renderer.container(5, 11), view)
+        synth._SHARED.clear()  # build it again from scratch, not from the shared cache
         b = other.render(other.container(5, 11), view)
         assert np.array_equal(a.image, b.image)
         assert np.array_equal(a.boxes, b.boxes) and a.classes == b.classes
@@ -184,3 +186,26 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
     result = _synth(["--containers", "3", "--out", str(tmp_path / "ds")])
     assert result.exit_code != 0 and isinstance(result.exception, OSError)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_other_picture_sizes_keep_boxes_inside() -> None:
+    small = GlassRenderer(width=350, height=410, defect_free_share=0.0)
+    seen = 0
+    for seq in range(4):
+        for view in range(6):
+            rendered = small.render(small.container(0, seq), view)
+            assert rendered.image.shape == (410, 350, 3)
+            for x1, y1, x2, y2 in rendered.boxes:
+                assert 0 <= x1 < x2 <= 350 and 0 <= y1 < y2 <= 410
+                seen += 1
+    assert seen > 0
+
+
+def test_six_cameras_share_one_container_picture() -> None:
+    """Six renderers (six synthetic cameras) build a container's picture once between them."""
+    cameras = [GlassRenderer() for _ in range(6)]
+    containers = [camera.container(9, 1234) for camera in cameras]
+    images = [camera.render(container, view).image for view, (camera, container)
+              in enumerate(zip(cameras, containers))]
+    assert all(container.base is containers[0].base for container in containers)
+    assert not np.array_equal(images[0], images[3])
