@@ -96,6 +96,14 @@ class Registry:
                                f"(known: {known})")
         return ModelPackage.load(folder)
 
+    def resolve(self, model: str | Path) -> ModelPackage:
+        """`active`, a registered version name, or a package folder, verified."""
+        if str(model) == "active":
+            return self.active()
+        if Path(model).is_dir():
+            return ModelPackage.load(model)
+        return self.get(str(model))
+
     def active_version(self) -> str | None:
         try:
             return (self.root / ACTIVE).read_text().strip() or None

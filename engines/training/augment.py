@@ -20,6 +20,7 @@ from engines.preprocess import PAD_VALUE
 @dataclass(frozen=True)
 class Augment:
     crop: int = 320  # square crop side in pixels, a multiple of 32
+    scale: tuple[float, float] = (1.0, 1.0)  # resize range; down to the letterbox scale of inference
     defect_crop_p: float = 0.85  # share of crops placed to contain a whole defect
     min_visible: float = 0.5  # a box cut by the crop is kept if this share of it remains
     hflip_p: float = 0.5
@@ -34,6 +35,11 @@ class Augment:
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, classes: list[str],
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        if self.scale != (1.0, 1.0):
+            s = rng.uniform(*self.scale)
+            image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)),
+                               interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            boxes = boxes * np.float32(s)
         image, boxes, classes = self.random_crop(image, boxes, classes, rng)
         image, boxes = self.flip(image, boxes, rng)
         return self.photometric(image, rng), boxes, classes

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from engines.training.datasets import (CropDataset, collate, load_labels, read_s
                                        restrict, split_containers)
 from engines.training.evaluate import evaluate
 from engines.training.module_engine import ModuleEngine
+from storage.labels import LabelSet
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class TrainConfig:
     val_every: int = 1
     save_every: int = 0  # steps between mid-epoch checkpoints (0: epoch ends only)
     workers: int = 0
+    threads: int | None = None  # torch intra-op threads (1 on a CPU shared with other work)
     seed: int = 0
     split: Path | None = None
     sam_ckpt: Path | None = None
@@ -73,7 +75,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many steps in all (a time budget)
     target_fr: float = 0.01
     progress: bool = True
-    extra_train: list = field(default_factory=list)  # more LabelSets mixed in (retrain's replay)
+    replay: tuple[str, ...] = ()  # earlier data sources mixed in (retraining), for the manifest
 
 
 @dataclass
@@ -168,8 +170,6 @@ def prepare_data(cfg: TrainConfig):
         labels, val = split_containers(labels, cfg.val_share, cfg.seed)
     require_images(labels, f"training set {cfg.data} (after holding out validation containers)")
     require_images(val, "validation set")
-    for extra in cfg.extra_train:
-        labels.images.extend(restrict(extra, vocabulary).images)
     return labels, val, vocabulary
 
 
@@ -187,27 +187,32 @@ def build(cfg: TrainConfig, text_dim: int) -> torch.nn.Module:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in package.state_dict().items()})
         return model
-    arch = RTVPConfig(scale=SCALES[cfg.model], imgsz=cfg.imgsz, text_dim=text_dim,
-                      sam="tinyvit5m" if cfg.sam_ckpt else "reduced")
-    return build_model(arch, sam_checkpoint=cfg.sam_ckpt) if cfg.sam_ckpt else build_model(arch)
+    model = build_model(RTVPConfig(scale=SCALES[cfg.model], imgsz=cfg.imgsz, text_dim=text_dim,
+                                   sam="tinyvit5m" if cfg.sam_ckpt else "reduced"))
+    if cfg.sam_ckpt:
+        model.load_sam(cfg.sam_ckpt)  # frozen from here on, as in the paper
+    return model
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, data: tuple[LabelSet, LabelSet, tuple[str, ...]] | None = None) -> TrainResult:
+    """Train, or fine-tune from `cfg.init`; `data` (train, val, vocabulary) replaces cfg.data's."""
     rank, world, started = _distributed()
     try:
-        return _train(cfg, rank, world)
+        return _train(cfg, rank, world, data)
     finally:
         if started:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, rank: int, world: int) -> TrainResult:
+def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
     from tqdm import tqdm
 
     from engines.rtvp.text import TextEncoder
 
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
-    labels, val, vocabulary = prepare_data(cfg)
+    labels, val, vocabulary = data or prepare_data(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     if rank == 0 and labels.skipped:
         (cfg.out / "skipped.txt").write_text("\n".join(labels.skipped + val.skipped) + "\n")
@@ -217,7 +222,9 @@ def _train(cfg: TrainConfig, rank: int, world: int) -> TrainResult:
 
     torch.manual_seed(cfg.seed)
     model = build(cfg, text.shape[1]).to(device)
-    dataset = CropDataset(labels, Augment(crop=cfg.crop), seed=cfg.seed)
+    # Inference letterboxes whole views to imgsz: train across that scale and native pixels.
+    fit = min(1.0, cfg.imgsz / max(max(im.width, im.height) for im in labels.images))
+    dataset = CropDataset(labels, Augment(crop=cfg.crop, scale=(fit, 1.0)), seed=cfg.seed)
     steps_per_epoch = len(epoch_batches(len(dataset), 0, cfg.seed, cfg.batch, rank, world))
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -334,16 +341,16 @@ def write_package(cfg: TrainConfig, model: torch.nn.Module, vocabulary, embeddin
 
     version = cfg.version or new_version(cfg.model)
     state = {k: (v.half() if cfg.half_weights and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    sam = "tinyvit5m (" + Path(cfg.sam_ckpt).name + ")" if cfg.sam_ckpt else "reduced TinyViT, trained with the model"
+    sam = f"tinyvit5m, frozen ({Path(cfg.sam_ckpt).name})" if cfg.sam_ckpt else "reduced TinyViT, trained with the model"
     package = ModelPackage.create(
         cfg.out / version, version=version, state_dict=state, arch=model.config.to_dict(),
         vocabulary=list(vocabulary), embeddings=embeddings, parent=cfg.parent,
         data={"train": str(cfg.data), "images": len(labels.images),
               "val": str(cfg.val) if cfg.val else f"{cfg.val_share:.0%} of the training containers",
-              "split": str(cfg.split) if cfg.split else None},
+              "split": str(cfg.split) if cfg.split else None, "replay": list(cfg.replay)},
         text_encoder={"kind": cfg.text_encoder, "checkpoint": str(cfg.text_ckpt) if cfg.text_ckpt else None},
         sam=sam, metrics={"val": metrics},
         training={k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items()
-                  if k not in ("extra_train", "progress", "resume")})
+                  if k not in ("progress", "resume", "replay", "threads", "workers")})
     log.info("model package written: %s", package.path)
     return package

@@ -1,0 +1,194 @@
+"""Retraining on the line's own samples, and the evaluation that decides whether it goes live.
+
+The active model is fine-tuned on new labelled views mixed with a replay share of the
+data it was trained on (so old defects are not forgotten). The new and the active
+model are then evaluated on the same held-out set, through the same Engine path the
+line uses. The new version is always registered; it becomes active only when it is
+not worse on escape rate (at the false-reject target) and on AP, or when forced.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from engines.config import EngineConfig
+from engines.engine import class_thresholds
+from engines.errors import EngineError
+from engines.package import ModelPackage
+from engines.training.datasets import (load_labels, read_split, require_images, restrict,
+                                       split_containers)
+from engines.training.evaluate import EVAL_THRESHOLD, evaluate
+from storage.labels import LabelledImage, LabelSet
+from storage.registry import Registry, new_version
+
+log = logging.getLogger(__name__)
+
+
+def zero_shot_set(labels: LabelSet, split_path: Path) -> tuple[LabelSet, tuple[str, ...]]:
+    """The unseen pool: views with a novel defect plus defect-free views, novel boxes only."""
+    split = read_split(split_path)
+    novel = set(split.novel)
+    kept = [im for im in labels.images if not im.classes or novel & set(im.classes)]
+    return restrict(replace(labels, images=kept), split.novel), split.novel
+
+
+def evaluate_package(package: ModelPackage, data: Path | LabelSet, engine_config: EngineConfig, data_dir: Path, *,
+                     vocabulary: Sequence[str] | None = None, split: Path | None = None, target_fr: float = 0.01,
+                     calibrate: bool = False, batch: int = 6, progress: bool = False) -> dict:
+    """COCO and line figures of a package on labelled views, through engines.runtimes.load_engine."""
+    from engines.runtimes import load_engine
+
+    labels = load_labels(data) if isinstance(data, (str, Path)) else data
+    if split is not None:
+        labels, vocab = zero_shot_set(labels, split)
+    else:
+        vocab = tuple(vocabulary) if vocabulary else package.vocabulary
+        labels = restrict(labels, vocab)
+    require_images(labels, f"evaluation set {data if isinstance(data, (str, Path)) else labels.root}")
+    configured = class_thresholds(vocab, engine_config, package.thresholds)
+    engine = load_engine(package, engine_config, Path(data_dir) / "cache", vocabulary=vocab,
+                         score_floor=EVAL_THRESHOLD, data_dir=Path(data_dir))
+    try:
+        metrics, containers = evaluate(engine.infer, labels, vocab, configured=dict(zip(vocab, configured.tolist())),
+                                       default_threshold=engine_config.default_threshold, target_fr=target_fr,
+                                       batch=batch, progress=progress)
+    finally:
+        engine.close()
+    if calibrate:
+        thresholds = containers.calibrate(target_fr)
+        named = {n: round(float(t), 5) for n, t in zip(vocab, thresholds)}
+        metrics["calibrated"] = {**containers.rates(thresholds), "thresholds": named}
+        package.update(thresholds={**package.thresholds, **named},
+                       calibration={"target_false_reject_rate": target_fr, "data": str(data),
+                                    **{k: metrics["calibrated"][k] for k in ("escape_rate", "false_reject_rate")}})
+    return metrics
+
+
+def labels_from_db(database_url: str, data_dir: Path, since: datetime | None = None) -> LabelSet:
+    """Labelled views recorded by the line (storage.db `labels` rows), images from the data folder."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from storage.db import Container, View, open_database
+
+    db = open_database(database_url)
+    try:
+        with db.session() as session:
+            query = (select(View).join(Container).where(View.labelled.is_(True), View.image_file.is_not(None))
+                     .options(selectinload(View.labels), selectinload(View.container)))
+            if since is not None:
+                query = query.where(Container.t_gate >= since)
+            views = session.scalars(query).all()
+    finally:
+        db.close()
+    images, skipped = [], []
+    for view in views:
+        pixels = cv2.imread(str(Path(data_dir) / view.image_file), cv2.IMREAD_COLOR)
+        if pixels is None:
+            skipped.append(f"view {view.id} ({view.image_file}): image missing or corrupt; skipped")
+            continue
+        boxes = np.array([label.box for label in view.labels], np.float32).reshape(-1, 4)
+        images.append(LabelledImage(view.image_file, pixels.shape[1], pixels.shape[0], boxes,
+                                    [label.class_name for label in view.labels],
+                                    container_seq=view.container.seq, view=view.view))
+    classes = sorted({name for image in images for name in image.classes})
+    return LabelSet(root=Path(data_dir), images=images, classes=classes, skipped=skipped)
+
+
+@dataclass
+class RetrainResult:
+    package: ModelPackage
+    new: dict  # held-out figures of the new model
+    active: dict  # the same for the model that was active
+    promoted: bool
+    reason: str
+
+
+def not_worse(new: dict, old: dict) -> tuple[bool, str]:
+    """Promotion rule: escape rate at the false-reject target, then AP, neither worse."""
+    new_escape, old_escape = new["at_target"]["escape_rate"], old["at_target"]["escape_rate"]
+    if new_escape is not None and old_escape is not None and new_escape > old_escape:
+        return False, f"escape rate {new_escape:.3f} is worse than the active model's {old_escape:.3f}"
+    if new["ap"] < old["ap"]:
+        return False, f"AP {new['ap']:.3f} is worse than the active model's {old['ap']:.3f}"
+    return True, (f"AP {new['ap']:.3f} >= {old['ap']:.3f}, escape rate "
+                  f"{new_escape} <= {old_escape} (at false rejects <= {new['at_target']['target_false_reject_rate']})")
+
+
+def replay_sets(active: ModelPackage) -> list[tuple[str, LabelSet]]:
+    """The data the active model (and its ancestors) learnt from, where it still exists."""
+    info = active.manifest.get("data") or {}
+    sources = [info.get("train"), *(info.get("replay") or [])]
+    found = []
+    for source in dict.fromkeys(s for s in sources if s):
+        if Path(source).exists():
+            found.append((source, load_labels(source)))
+        else:
+            log.warning("earlier training data %s is gone; it cannot be replayed", source)
+    return found
+
+
+def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: EngineConfig, data_dir: Path, *,
+            out: Path, epochs: int = 10, crop: int = 320, batch: int = 8, lr: float = 5e-4,
+            replay_share: float = 0.5, holdout: LabelSet | None = None, holdout_share: float = 0.2,
+            target_fr: float = 0.01, force: bool = False, seed: int = 0, progress: bool = True) -> RetrainResult:
+    """Fine-tune the active model on `samples` (+ replay), compare on one held-out set, register."""
+    from engines.training.train import TrainConfig, train
+
+    registry.ensure_default()
+    active = registry.active()
+    vocabulary = tuple(dict.fromkeys([*active.vocabulary, *samples.classes]))
+    samples = restrict(samples, vocabulary)
+    require_images(samples, f"new samples {source}")
+    earlier = replay_sets(active)
+    if holdout is None:
+        samples, holdout = split_containers(samples, holdout_share, seed)
+        for name, labels in earlier:  # the held-out set also checks that old defects are still found
+            _, old_held = split_containers(restrict(labels, vocabulary), holdout_share, seed)
+            holdout.images.extend(old_held.images[:len(holdout.images)])
+    holdout = restrict(holdout, vocabulary)
+    require_images(samples, f"new samples {source} (after holding out {holdout_share:.0%})")
+    require_images(holdout, "held-out set")
+
+    rng = np.random.default_rng(seed)
+    pool = [(labels.root, image) for _, labels in earlier for image in restrict(labels, vocabulary).images]
+    n_replay = min(len(pool), round(len(samples.images) * replay_share / max(1e-9, 1 - replay_share)))
+    mixed = [(samples.root, image) for image in samples.images] + [pool[i] for i in rng.permutation(len(pool))[:n_replay]]
+    train_set = _rooted(mixed, vocabulary)
+    log.info("fine-tuning %s on %d new views + %d replayed, held-out set %d views", active.version,
+             len(samples.images), n_replay, len(holdout.images))
+
+    scale = active.arch.get("scale", "n")
+    cfg = TrainConfig(data=Path(source), out=out, model=f"rtvp-{scale}", epochs=epochs, imgsz=engine_config.imgsz,
+                      crop=crop, batch=batch, lr=lr, warmup_epochs=0.5, init=active.path, parent=active.version,
+                      version=new_version(f"rtvp-{scale}-ft"), seed=seed, target_fr=target_fr, progress=progress,
+                      replay=tuple(name for name, _ in earlier), val=None)
+    result = train(cfg, data=(train_set, holdout, vocabulary))
+
+    new = evaluate_package(result.package, holdout, engine_config, data_dir, vocabulary=vocabulary, target_fr=target_fr)
+    old = evaluate_package(active, holdout, engine_config, data_dir, vocabulary=vocabulary, target_fr=target_fr)
+    promoted, reason = not_worse(new, old)
+    result.package.update(metrics={**result.package.manifest.get("metrics", {}), "holdout": new,
+                                   "parent_on_holdout": old})
+    registered = registry.register(result.package.path)
+    if promoted or force:
+        registry.activate(registered.version)
+        if not promoted:
+            log.warning("--force: %s activated although %s", registered.version, reason)
+    log.info("%s %s: %s", registered.version, "promoted" if promoted else "not promoted", reason)
+    return RetrainResult(registered, new, old, promoted or force, reason)
+
+
+def _rooted(items: list[tuple[Path, LabelledImage]], vocabulary: tuple[str, ...]) -> LabelSet:
+    """One LabelSet over images from several folders (absolute file paths, root '/')."""
+    images = [replace(image, file=str((Path(root) / image.file).resolve())) for root, image in items]
+    if not images:
+        raise EngineError("no training images after mixing new samples and replay")
+    return LabelSet(root=Path("/"), images=images, classes=list(vocabulary))
