@@ -18,7 +18,7 @@ import numpy as np
 
 # Glass colours as (B, G, R) transmission at the thickest wall: flint (clear), light
 # green ("georgia green" faint), light blue.
-TINTS = ((0.97, 0.97, 0.96), (0.90, 0.97, 0.91), (0.98, 0.95, 0.90))
+TINTS = ((0.97, 0.97, 0.96), (0.90, 0.97, 0.91), (0.98, 0.96, 0.93))
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _glass_texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarr
                         (w, h), interpolation=cv2.INTER_CUBIC)
     streaks = cv2.resize(rng.normal(0, 1, (max(h // 90, 2), max(w // 5, 2))).astype(np.float32),
                          (w, h), interpolation=cv2.INTER_CUBIC)
-    return 1 + 0.012 * mottle + 0.003 * streaks
+    return 1 + 0.008 * mottle + 0.003 * streaks
 
 
 def wall_profile(rng: np.random.Generator, samples: int = 2048) -> np.ndarray:

@@ -90,7 +90,8 @@ def test_placement_foreshortening_and_hiding(renderer: GlassRenderer) -> None:
     oil = next(d for seq in range(40) for d in renderer.container(3, seq).defects if d.cls == "oil")
 
     def seen(theta: float):
-        container = replace(base, defects=[replace(oil, theta=theta, z=(base.shape.shoulder_end + base.shape.base) / 2)])
+        z = (base.shape.shoulder_end + base.shape.base) / 2
+        container = replace(base, defects=[replace(oil, theta=theta, z=z)])
         return renderer.render(container, 0)
 
     front, side, edge = seen(0.0), seen(np.radians(60)), seen(np.radians(90))
@@ -183,9 +184,9 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytes
         return real_render(self, container, view, defects)
 
     monkeypatch.setattr(GlassRenderer, "render", render_then_fail)
-    result = _synth(["--containers", "3", "--out", str(tmp_path / "ds")])
+    result = _synth(["--containers", "3", "--out", str(tmp_path / "new" / "ds")])
     assert result.exit_code != 0 and isinstance(result.exception, OSError)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # neither the partial dataset nor the folder made for it
 
 
 def test_other_picture_sizes_keep_boxes_inside() -> None:

@@ -7,7 +7,6 @@ looks like a dataset.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -21,35 +20,47 @@ from camera.frame import VIEWS
 from camera.synth import CLASSES, GlassRenderer
 from storage.labels import LabelledImage, write_coco, write_yolo
 
-log = logging.getLogger(__name__)
-
 
 def parse_classes(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in CLASSES]
     if unknown or not names:
-        raise CameraError(f"--classes: unknown defect class {', '.join(map(repr, unknown)) or '(none given)'}; "
-                          f"choose from: {', '.join(CLASSES)}")
+        given = ", ".join(map(repr, unknown)) or "(none given)"
+        raise CameraError(f"--classes: unknown defect class {given}; choose from: {', '.join(CLASSES)}")
     return list(dict.fromkeys(names))
 
 
-def _staging_folder(out: Path) -> Path:
-    """Refuse a non-empty DIR; make the hidden folder the dataset is built in."""
+def _staging_folder(out: Path) -> tuple[Path, list[Path]]:
+    """Refuse a non-empty DIR; make the hidden folder the dataset is built in.
+
+    Returns it and the parent folders that had to be created, so a failure can
+    remove them too.
+    """
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CameraError(f"--out {out}: exists and is not an empty folder; choose a new folder")
+    created = [parent for parent in out.absolute().parents if not parent.exists()]
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         (staging / "images").mkdir(parents=True)
     except OSError as exc:
+        _remove_empty(created)
         raise CameraError(f"--out {out}: cannot create a folder there ({exc.strerror}); "
                           "choose a writable location") from None
-    return staging
+    return staging, created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def write_dataset(out: Path, containers: int, seed: int, classes: list[str],
                   defect_free_share: float) -> list[LabelledImage]:
     renderer = GlassRenderer(classes=classes, defect_free_share=defect_free_share)
-    staging = _staging_folder(out)
+    staging, created = _staging_folder(out)
     try:
         images = []
         for seq in tqdm(range(containers), desc="containers", unit="ctr"):
@@ -69,6 +80,7 @@ def write_dataset(out: Path, containers: int, seed: int, classes: list[str],
         staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise
     return images
 
