@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Callable
 
-from camera.base import Camera, build_camera, monotonic_ns
+from camera.base import Camera, build_camera
 from camera.errors import CameraError
 from camera.frame import VIEWS, Frame
 from camera.gates.base import Gate, GateEvent, build_gate
