@@ -104,7 +104,8 @@ class CameraWorker:
         self._thread.start()
 
     def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # a station closed without running never started it
+            self._thread.join(timeout_s)
         if self._reconnector is not None:
             self._reconnector.join(timeout_s)
 
