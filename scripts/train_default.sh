@@ -3,7 +3,7 @@
 #
 # Synthetic containers only (camera/synth.py via `edge synth`): a line needs its own
 # samples (`edge retrain`). Sized for a 2-core CPU shared with other work: 1 torch
-# thread, 256 px native-resolution crops, 900 steps of 8 crops (3 epochs of 2,400 views).
+# thread, 256 px native-resolution crops, 600 steps of 8 crops (2 epochs of 2,400 views).
 # Re-running continues an interrupted run (`--resume`) and skips finished steps.
 #
 #   scripts/train_default.sh [WORK_DIR]        (default runs/default)
@@ -19,7 +19,7 @@ mkdir -p "$WORK"
 if [ ! -f "$WORK/run/rtvp-n-synth/manifest.json" ]; then
   RESUME=()
   [ -f "$WORK/run/last.pt" ] && RESUME=(--resume)
-  edge train --data "$WORK/train" --val "$WORK/val" --model rtvp-n --epochs 3 --max-steps 900 \
+  edge train --data "$WORK/train" --val "$WORK/val" --model rtvp-n --epochs 2 --max-steps 600 \
     --crop 256 --batch 8 --imgsz 640 --threads 1 --val-every 1 --save-every 25 \
     --half-weights --version rtvp-n-synth --out "$WORK/run" "${RESUME[@]}"
 fi

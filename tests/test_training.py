@@ -1,0 +1,225 @@
+"""Training: a tiny model end to end, exact resume after SIGKILL, DDP on gloo, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edge.cli import main
+from engines.errors import EngineError
+from engines.package import ModelPackage
+from engines.training.augment import Augment
+from engines.training.datasets import CropDataset, load_labels, read_split
+from engines.training.train import TrainConfig, epoch_batches, prepare_data, train
+from storage.labels import LabelledImage, write_coco
+
+CLASSES = ["dark square", "bright ring"]
+
+
+def easy_dataset(root: Path, containers: int, seed: int = 0, swap: bool = False, size: int = 160) -> Path:
+    """Views a tiny model can learn in a few dozen steps: dark squares and bright rings on grey.
+
+    `swap` exchanges the two class names in the labels (the pixels stay), which makes a
+    model trained on it worse on correctly labelled views.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images = []
+    for seq in range(containers):
+        for view in range(2):
+            img = np.full((size, size, 3), 128, np.uint8) + rng.integers(0, 8, (size, size, 3), dtype=np.uint8)
+            boxes, names = [], []
+            for _ in range(int(rng.integers(0, 3)) if seq % 3 else 0):  # every third container good
+                k = int(rng.integers(0, 2))
+                s = int(rng.integers(14, 26))
+                x, y = (int(v) for v in rng.integers(4, size - s - 4, 2))
+                if k == 0:
+                    cv2.rectangle(img, (x, y), (x + s, y + s), (30, 30, 30), -1)
+                else:
+                    cv2.circle(img, (x + s // 2, y + s // 2), s // 2, (250, 250, 250), 3)
+                boxes.append([x, y, x + s + 1, y + s + 1])
+                names.append(CLASSES[1 - k] if swap else CLASSES[k])
+            file = f"images/{seq:06d}_v{view}.png"
+            cv2.imwrite(str(root / file), img)
+            images.append(LabelledImage(file, size, size, np.array(boxes, np.float32).reshape(-1, 4), names,
+                                        container_seq=seq, view=view))
+    write_coco(root / "annotations.json", images, CLASSES)
+    return root
+
+
+def config(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=data, out=out, model="rtvp-tiny", epochs=2, crop=96, batch=4, imgsz=160, threads=1,
+                val_share=0.1, progress=False, version="tiny-test", lr=2e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return easy_dataset(tmp_path_factory.mktemp("easy"), containers=6)
+
+
+def test_tiny_model_two_epochs_writes_a_verified_package(data, tmp_path):
+    result = train(config(data, tmp_path / "run", half_weights=True))
+    package = ModelPackage.load(result.package.path)  # verifies hashes
+    assert package.vocabulary == tuple(CLASSES)
+    assert package.embeddings().shape == (2, 384)
+    assert package.manifest["arch"]["scale"] == "tiny"
+    assert all(v.dtype == torch.float16 for v in package.state_dict().values() if v.is_floating_point())
+    steps = [h for h in result.history if "loss" in h]
+    assert {h["epoch"] for h in steps} == {1, 2}
+    assert all(np.isfinite(h["loss"]) for h in steps)
+    val = package.manifest["metrics"]["val"]
+    assert {"ap", "ap50", "per_class", "at_target"} <= set(val)
+    # the shipped weights run through the same runtime the line uses
+    from engines.config import EngineConfig
+    from engines.runtimes import load_engine
+
+    engine = load_engine(package, EngineConfig(runtime="torch", imgsz=160), tmp_path / "cache")
+    assert len(engine.infer([cv2.imread(str(data / "images/000001_v0.png"))])) >= 0
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["step"]
+    except Exception:  # not written yet
+        return -1
+
+
+def test_resume_after_sigkill_continues_the_same_loss_curve(data, tmp_path):
+    args = ["--data", str(data), "--model", "rtvp-tiny", "--epochs", "3", "--val-every", "3", "--crop", "96", "--batch", "4",
+            "--imgsz", "160", "--threads", "1", "--save-every", "1", "--version", "resumed"]
+    reference = train(config(data, tmp_path / "ref", epochs=3, val_every=3, save_every=1, version="ref"))
+    ref_losses = [h["loss"] for h in reference.history if "loss" in h]
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", *args, "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while _checkpoint_step(out / "last.pt") < 3:
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    killed_at = _checkpoint_step(out / "last.pt")
+    assert 3 <= killed_at < len(ref_losses)
+    assert not (out / "resumed").exists()
+
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    steps = [h for h in history if "loss" in h]
+    assert [h["step"] for h in steps] == list(range(1, len(ref_losses) + 1))
+    np.testing.assert_allclose([h["loss"] for h in steps], ref_losses, rtol=1e-5)
+
+
+def _ddp_rank(rank: int, data: str, out: str, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    result = train(config(Path(data), Path(out), epochs=1, max_steps=2, val_share=0.2))
+    # parameters, not BatchNorm running statistics: those are per-rank buffers by design
+    torch.save(dict(result.model.named_parameters()), Path(out) / f"rank{rank}.pt")
+
+
+def test_ddp_two_gloo_processes_keep_identical_parameters(data, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_rank, args=(str(data), str(tmp_path), port), nprocs=2, join=True)
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    # the ranks saw different batches, so equality comes from the gradient all-reduce
+    batches = [epoch_batches(24, 0, 0, 4, r, 2) for r in (0, 1)]
+    assert batches[0] != batches[1]
+    # and steps were taken: the parameters moved away from their initial values
+    torch.manual_seed(0)
+    from engines.rtvp import RTVPConfig, build_model
+
+    init = dict(build_model(RTVPConfig(scale="tiny", imgsz=160, text_dim=384)).named_parameters())
+    assert sum(not torch.equal(init[k], a[k]) for k in a) > len(a) // 2
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_labels_are_reported_and_never_reach_an_epoch(data, tmp_path):
+    bad = tmp_path / "bad"
+    easy_dataset(bad, containers=4)
+    (bad / "images/000001_v0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # corrupt image
+    coco = json.loads((bad / "annotations.json").read_text())
+    image_id = coco["images"][4]["id"]
+    coco["annotations"] += [
+        {"id": 9001, "image_id": image_id, "category_id": 1, "bbox": [500, 500, 10, 10]},  # outside
+        {"id": 9002, "image_id": image_id, "category_id": 1, "bbox": [10, 10, 0, 5]},  # zero area
+        {"id": 9003, "image_id": image_id, "category_id": 7, "bbox": [10, 10, 5, 5]},  # unknown class
+    ]
+    (bad / "annotations.json").write_text(json.dumps(coco))
+    labels = load_labels(bad)
+    report = "\n".join(labels.skipped)
+    assert "cannot be decoded" in report and "outside" in report
+    assert "zero or negative area" in report and "unknown class" in report
+    assert "000001_v0.png" not in {im.file for im in labels.images}
+    train_set, val, vocab = prepare_data(config(bad, tmp_path / "run"))
+    dataset = CropDataset(train_set, Augment(crop=96))
+    for i in range(len(dataset)):  # every remaining sample loads
+        image, target = dataset[i]
+        assert image.shape == (3, 96, 96) and target["boxes"].shape[1] == 4
+        assert ((target["boxes"] >= 0) & (target["boxes"] <= 96)).all()
+
+
+def test_empty_dataset_and_missing_split_stop_before_training(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_coco(empty / "annotations.json", [], CLASSES)
+    with pytest.raises(EngineError, match="no usable images"):
+        train(config(empty, tmp_path / "run"))
+    assert not (tmp_path / "run" / "last.pt").exists()
+    result = CliRunner().invoke(main, ["train", "--data", str(empty), "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 2 and "no usable images" in result.output
+    with pytest.raises(EngineError, match="does not exist"):
+        read_split(tmp_path / "absent.json")
+    (tmp_path / "overlap.json").write_text(json.dumps({"base": ["a", "b"], "novel": ["b"]}))
+    with pytest.raises(EngineError, match="both base and novel"):
+        read_split(tmp_path / "overlap.json")
+
+
+def test_zero_shot_split_trains_on_base_names_only(data, tmp_path):
+    (tmp_path / "split.json").write_text(json.dumps({"base": ["dark square"], "novel": ["bright ring"]}))
+    train_set, val, vocab = prepare_data(config(data, tmp_path / "run", split=tmp_path / "split.json"))
+    assert vocab == ("dark square",)
+    names = {n for im in train_set.images + val.images for n in im.classes}
+    assert names <= {"dark square"}
+    assert any("bright ring" in line for line in train_set.skipped)
+
+
+def test_crops_keep_small_defects_whole():
+    image = np.full((820, 700, 3), 128, np.uint8)
+    boxes = np.array([[400, 600, 403, 603]], np.float32)  # a 3-pixel black spot
+    image[600:603, 400:403] = 0
+    aug = Augment(crop=256, defect_crop_p=1.0, exposure_p=1.0, blur_p=1.0, noise_p=0.0)
+    for seed in range(20):
+        out, kept, names = aug(image, boxes, ["black spot"], np.random.default_rng(seed))
+        assert out.shape == (256, 256, 3) and names == ["black spot"]
+        x1, y1, x2, y2 = kept[0]
+        assert (x2 - x1, y2 - y1) == (3, 3)
+        patch = out[int(y1):int(y2), int(x1):int(x2)].astype(int)
+        assert patch.mean() < out.astype(int).mean() - 40  # still clearly darker than the glass
