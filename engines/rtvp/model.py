@@ -129,10 +129,12 @@ class RTVP(RTVPGraph):
         self.loss_fn = RTVPLoss(LossWeights(**config.loss), config.reg_max)
         self.sam_frozen = False
         if config.sam_frozen:
-            self._freeze_sam()
+            self.freeze_sam()
 
-    def _freeze_sam(self) -> None:
+    def freeze_sam(self) -> None:
+        """No gradient and eval mode for the SAM encoder (done by load_sam; the manifest records it)."""
         self.sam_frozen = True
+        self.config.sam_frozen = True
         self.sam.requires_grad_(False)
         self.sam.eval()
 
@@ -142,8 +144,7 @@ class RTVP(RTVPGraph):
             raise EngineError(f"{path}: Mobile-SAM weights need sam='tinyvit5m', this model is "
                               f"sam='{self.config.sam}'")
         load_mobile_sam(self.sam, path)
-        self._freeze_sam()
-        self.config.sam_frozen = True
+        self.freeze_sam()
         self.config.sam_checkpoint = Path(path).name
 
     def _text(self, text: torch.Tensor | np.ndarray) -> torch.Tensor:

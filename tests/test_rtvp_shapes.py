@@ -1,0 +1,54 @@
+"""Shapes at every stage for the n and s scales, at 640 and at a non-square size."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from engines.rtvp import build_model
+from engines.rtvp.info import summarize
+
+log = logging.getLogger(__name__)
+
+CHANNELS = {"n": (64, 128, 256), "s": (128, 256, 512)}
+
+
+@pytest.mark.parametrize("scale,sam", [("n", "reduced"), ("s", "tinyvit5m")])
+@pytest.mark.parametrize("hw", [(640, 640), (384, 512)])
+def test_stage_shapes(scale, sam, hw, capsys):
+    torch.manual_seed(0)
+    model = build_model(scale=scale, sam=sam).eval()
+    summary = summarize(model, flops=False)
+    with capsys.disabled():
+        print(f"\nRTVP-{scale} (SAM {sam}) parameters: "
+              + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in summary["params"].items())
+              + f"; total {summary['params_total'] / 1e6:.3f} M")
+    k = 7
+    text = torch.nn.functional.normalize(torch.randn(k, 384), dim=-1)
+    images = torch.rand(1, 3, *hw)
+    h, w = hw
+    levels = [(h // s, w // s) for s in (8, 16, 32)]
+    c_sam = 256 if sam == "tinyvit5m" else 128
+    with torch.no_grad():
+        assert model.sam(images).shape == (1, c_sam, h // 16, w // 16)
+        out = model._run(images, model.neck.guides(text), model.head.class_weights(text))
+        aux = model.aux(out["refined"])
+        boxes, scores = model.head.decode(out)
+    for i, (c, (lh, lw)) in enumerate(zip(CHANNELS[scale], levels)):
+        for name in ("expert", "recon", "refined", "fused"):
+            assert out[name][i].shape == (1, c, lh, lw), (name, i)
+        assert out["scores"][i].shape == (1, 1, lh, lw)
+        assert out["selected"][i].shape == (1, 1, lh, lw)
+        assert aux[i].shape == (1, 64, lh, lw)
+    # At most k=4 points per 32-px patch (4x4 cells at stride 8): density <= 25 %.
+    sel = out["selected"][0]
+    assert 0 < sel.sum() <= 4 * (h // 32) * (w // 32)
+    assert set(sel.unique().tolist()) <= {0.0, 1.0}
+    anchors = sum(lh * lw for lh, lw in levels)
+    assert out["dist"].shape == (1, anchors, 64) and out["logits"].shape == (1, anchors, k)
+    assert boxes.shape == (1, anchors, 4) and scores.shape == (1, anchors, k)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    if hw == (640, 640):
+        assert anchors == 8400
