@@ -1,7 +1,7 @@
 """The station with six cameras of pylon's own emulator (PYLON_CAMEMU, shipped in the pypylon wheel).
 
 Every emulated camera serves a folder of images in file-name order, one per frame; image
-k carries k in its first pixel. A frame attached to the wrong container, or a trigger
+k carries k in its top-left corner. A frame attached to the wrong container, or a trigger
 the camera dropped, shows up as a view whose pixel does not match its container seq.
 """
 
@@ -42,7 +42,7 @@ def image_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("emulated")
     for k in range(IMAGES):
         image = np.full((H, W, 3), 40, np.uint8)
-        image[0, 0] = (k, 255 - k, 7)
+        image[:20, :20] = (k, 255 - k, 7)
         cv2.putText(image, str(k), (50, 90), cv2.FONT_HERSHEY_SIMPLEX, 2, (230, 230, 230), 3)
         cv2.imwrite(str(folder / f"{k:03d}.png"), image)
     return folder
@@ -179,3 +179,35 @@ def test_camera_whose_trigger_line_never_fires_reports_timeouts(emulator, image_
     assert all(f.missing == "timeout: no image within 100 ms" for f in frames if f.view == 0)
     assert all(f.pixels is not None for f in frames if f.view != 0)
     assert stats["cameras"]["cam-0"]["timeouts"] == 3
+
+
+@pytest.mark.parametrize("pixel_format", ["RGB8Packed", "Mono8"])
+def test_pixel_formats_exposure_and_gain_reach_the_device(emulator, image_folder, pixel_format):
+    from camera.base import build_camera
+
+    settings = {"pixel_format": pixel_format, "exposure_us": 1500.0, "gain_db": 3.0, "width": 80, "height": 60,
+                "offset_x": 16, "offset_y": 8}
+    camera = build_camera(cameras(emulator, image_folder, {1: settings})[1])
+    camera.start()
+    try:
+        device = camera.device
+        assert device.PixelFormat.Value == pixel_format
+        assert (device.Width.Value, device.Height.Value, device.OffsetX.Value, device.OffsetY.Value) == (80, 60, 16, 8)
+        assert device.ExposureTime.Value == pytest.approx(1500.0, abs=100)
+        assert device.Gain.Value == pytest.approx(3.0, abs=0.5)
+        camera.trigger(1)
+        capture = camera.grab(3.0)
+        if pixel_format == "Mono8":
+            assert capture.pixel_format == "Mono8" and capture.pixels.shape == (60, 80)
+        else:  # the emulator serves RGB; the Frame carries BGR like every other view
+            assert capture.pixel_format == "BGR8" and capture.pixels.shape == (60, 80, 3)
+            blue, green, red = (int(c) for c in capture.pixels[0, 0])
+            assert red == 7 and blue + green == 255
+    finally:
+        camera.close()
+
+
+def test_unknown_user_name_names_the_camera(emulator, image_folder):
+    configs = cameras(emulator, image_folder, {0: {"serial": None, "user_name": "left-top"}})
+    with pytest.raises(CameraError, match=r"camera 'cam-0'.*user name 'left-top'"):
+        build_station(configs, GATE, FAST_LINE)
