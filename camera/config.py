@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
@@ -75,6 +75,15 @@ CameraConfig = Annotated[
 
 class GateBase(Section):
     debounce_ms: float = Field(default=5.0, ge=0)
+    right_bank: "GateConfig | None" = Field(
+        default=None, description="A second sensor after the turn fires the right bank (views 3-5) "
+        "instead of line.rotation_delay_ms; its events are matched to containers by that delay.")
+
+    @model_validator(mode="after")
+    def _one_level(self) -> "GateBase":
+        if self.right_bank is not None and self.right_bank.right_bank is not None:
+            raise ValueError("right_bank cannot have a right_bank of its own")
+        return self
 
 
 class SimulatedGateConfig(GateBase):
@@ -105,3 +114,6 @@ GateConfig = Annotated[
     Union[SimulatedGateConfig, SerialModemGateConfig, SerialLinesGateConfig],
     Field(discriminator="driver"),
 ]
+
+for _gate in (SimulatedGateConfig, SerialModemGateConfig, SerialLinesGateConfig):
+    _gate.model_rebuild()

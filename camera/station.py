@@ -1,7 +1,8 @@
 """The six-view station: a gate event for container n becomes six tagged Frames.
 
 On event n the left bank (views 0-2) fires at once and the right bank (views 3-5)
-after `line.rotation_delay_ms`, while the container turns. Each camera has its own
+after `line.rotation_delay_ms`, while the container turns, or, with a second sensor
+after the turn (`gate.right_bank`), on that sensor's event for container n. Each camera has its own
 thread (camera/worker.py), so a slow or lost camera delays nobody else; every gate
 event yields exactly six Frames, the ones without an image marked missing with a
 reason, so the decision can reject the container instead of waiting for it.
@@ -15,9 +16,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
-from camera.base import Camera, build_camera
+from camera.base import Camera, build_camera, monotonic_ns
 from camera.errors import CameraError
 from camera.frame import VIEWS, Frame
 from camera.gates.base import Gate, GateEvent, build_gate
@@ -44,10 +47,63 @@ def check_cameras(configs: list) -> None:
         raise CameraError(f"no camera for view(s) {absent}; the station needs one camera per view 0-5")
 
 
+@dataclass(frozen=True)
+class AwaitingTurn:
+    """A container past the first gate whose right bank waits for the second sensor."""
+
+    seq: int
+    t_gate_ns: int
+    t_expected_ns: int  # gate time + rotation delay
+
+
+class RightBankMatcher:
+    """Attribute second-sensor events to containers by the rotation delay.
+
+    Container n's event is expected at its gate time + rotation delay; one within
+    +-window of that (half the container spacing at most, so no two containers compete)
+    is its own. A container whose window passed gets its right bank reported missing; an
+    event that fits no container is counted and ignored, never given to a neighbour.
+    """
+
+    def __init__(self, rotation_ns: int, window_ns: int) -> None:
+        self.rotation_ns = rotation_ns
+        self.window_ns = window_ns
+        self._waiting: deque[AwaitingTurn] = deque()
+        self._lock = threading.Lock()
+        self.unmatched = 0
+
+    def add(self, seq: int, t_gate_ns: int) -> None:
+        with self._lock:
+            self._waiting.append(AwaitingTurn(seq, t_gate_ns, t_gate_ns + self.rotation_ns))
+
+    def expired(self, now_ns: int) -> list[AwaitingTurn]:
+        """Containers whose window closed before `now_ns` without an event."""
+        out = []
+        with self._lock:
+            while self._waiting and self._waiting[0].t_expected_ns + self.window_ns < now_ns:
+                out.append(self._waiting.popleft())
+        return out
+
+    def match(self, t_event_ns: int) -> AwaitingTurn | None:
+        with self._lock:
+            for item in self._waiting:
+                if abs(t_event_ns - item.t_expected_ns) <= self.window_ns:
+                    self._waiting.remove(item)
+                    return item
+        self.unmatched += 1
+        return None
+
+    def drain(self) -> list[AwaitingTurn]:
+        with self._lock:
+            out, self._waiting = list(self._waiting), deque()
+        return out
+
+
 class Station:
-    def __init__(self, cameras: list[Camera], gate: Gate, line) -> None:
+    def __init__(self, cameras: list[Camera], gate: Gate, line, right_gate: Gate | None = None) -> None:
         self.cameras = sorted(cameras, key=lambda cam: cam.config.view)
         self.gate = gate
+        self.right_gate = right_gate
         self.line = line
         self._rotation_ns = int(line.rotation_delay_ms * 1e6)
         self._stop = threading.Event()  # tells the camera workers to finish
@@ -57,6 +113,10 @@ class Station:
         self._playlist = next((p for p in (cam.playlist() for cam in self.cameras) if p is not None), None)
         self.counts = {"containers": 0, "frames_emitted": 0, "views_missing": 0}
         self._started = False
+        self._turns = None
+        if right_gate is not None:
+            window_ns = int(min(self._rotation_ns, 30e9 / line.speed_cpm))
+            self._turns = RightBankMatcher(self._rotation_ns, window_ns)
 
     def run(self, emit: Callable[[Frame], None], stop: threading.Event, containers: int | None = None) -> None:
         """Serve gate events until `stop` is set or `containers` events were handled.
@@ -75,12 +135,20 @@ class Station:
         gate_thread = threading.Thread(target=self._watch_gate, args=(stop, containers, dispatched),
                                        name="gate", daemon=True)
         gate_thread.start()
+        turn_thread = None
+        if self.right_gate is not None:
+            turn_thread = threading.Thread(target=self._watch_right_gate, name="gate-right", daemon=True)
+            turn_thread.start()
         try:
             while not (stop.is_set() or self._done(dispatched)):
                 self._emit_one(emit, timeout_s=0.05)
         finally:
             self._halt.set()
             gate_thread.join(GATE_POLL_S * 10 + 1)
+            if turn_thread is not None:
+                turn_thread.join(GATE_POLL_S * 10 + 1)
+                for item in self._turns.drain():
+                    self._dispatch_right(item.seq, item.t_gate_ns, monotonic_ns(), "station stopped")
             self._stop.set()  # workers answer what is still queued with 'station stopped'
             for worker in self.workers:
                 worker.join(self._longest_grab_s() + 1)
@@ -120,10 +188,44 @@ class Station:
             seq = self._playlist[self.counts["containers"]]
         self.counts["containers"] += 1
         log.debug("gate: container %d at %d", seq, event.t_ns)
+        self._queue(seq, event.t_ns, event.t_ns, (0, 1, 2))
+        if self._turns is not None:
+            self._turns.add(seq, event.t_ns)
+        else:
+            self._queue(seq, event.t_ns, event.t_ns + self._rotation_ns, (3, 4, 5))
+
+    def _dispatch_right(self, seq: int, t_gate_ns: int, t_fire_ns: int, missing: str | None = None) -> None:
+        self._queue(seq, t_gate_ns, t_fire_ns, (3, 4, 5), missing)
+
+    def _queue(self, seq: int, t_gate_ns: int, t_fire_ns: int, views: tuple[int, ...],
+               missing: str | None = None) -> None:
         for worker in self.workers:
-            t_fire = event.t_ns + (self._rotation_ns if worker.config.view >= 3 else 0)
-            worker.jobs.put(Job(seq=seq, t_gate_ns=event.t_ns, t_fire_ns=t_fire,
-                                deadline_ns=t_fire + int(worker.config.grab_timeout_ms * 1e6)))
+            if worker.config.view in views:
+                worker.jobs.put(Job(seq=seq, t_gate_ns=t_gate_ns, t_fire_ns=t_fire_ns,
+                                    deadline_ns=t_fire_ns + int(worker.config.grab_timeout_ms * 1e6),
+                                    missing=missing))
+
+    def _watch_right_gate(self) -> None:
+        """Second sensor: fire the right bank for the container whose turn it is, or report it missing."""
+        window_ms = self._turns.window_ns / 1e6
+        try:
+            while not self._halt.is_set():
+                event = self.right_gate.wait(GATE_POLL_S)
+                horizon = event.t_ns if event is not None else monotonic_ns() - int(2 * GATE_POLL_S * 1e9)
+                for item in self._turns.expired(horizon):
+                    log.warning("container %d: no right-bank gate event within %.0f ms of its turn",
+                                item.seq, window_ms)
+                    self._dispatch_right(item.seq, item.t_gate_ns, horizon,
+                                         f"no right-bank gate event within {window_ms:.0f} ms of the turn")
+                if event is None:
+                    continue
+                item = self._turns.match(event.t_ns)
+                if item is None:
+                    log.warning("right-bank gate event %d at %d fits no container; ignored", event.seq, event.t_ns)
+                else:
+                    self._dispatch_right(item.seq, item.t_gate_ns, event.t_ns)
+        except Exception:
+            log.exception("right-bank gate %s failed", self.right_gate.driver)
 
     def _longest_grab_s(self) -> float:
         return max(cam.config.grab_timeout_ms for cam in self.cameras) / 1e3
@@ -133,6 +235,8 @@ class Station:
         return {
             **self.counts,
             "gate": self.gate.stats(),
+            **({"right_gate": {**self.right_gate.stats(), "unmatched": self._turns.unmatched}}
+               if self.right_gate is not None else {}),
             "cameras": {w.camera.id: {**w.counts, "connected": w.connected} for w in self.workers},
         }
 
@@ -147,6 +251,8 @@ class Station:
             except Exception as exc:
                 log.warning("camera %s: close failed: %s", cam.id, exc)
         self.gate.close()
+        if self.right_gate is not None:
+            self.right_gate.close()
 
     def __enter__(self) -> "Station":
         return self
@@ -162,19 +268,24 @@ def build_station(cameras: list, gate, line) -> Station:
     camera lacks) raise CameraError naming the camera before anything runs.
     """
     check_cameras(cameras)
-    opened: list[Camera] = []
+    opened_cameras: list[Camera] = []
+    opened_gates: list[Gate] = []
     try:
         for cfg in cameras:
             camera = build_camera(cfg)
             started = time.monotonic()
             camera.start()
-            opened.append(camera)
+            opened_cameras.append(camera)
             log.info("camera %s (%s, view %d) ready in %.0f ms", cfg.id, cfg.driver, cfg.view,
                      (time.monotonic() - started) * 1e3)
-        gate_driver = build_gate(gate, line)
-        gate_driver.open()
+        for gate_config in (gate, gate.right_bank):
+            if gate_config is not None:
+                gate_driver = build_gate(gate_config, line)
+                gate_driver.open()
+                opened_gates.append(gate_driver)
     except Exception:
-        for camera in opened:
-            camera.close()
+        for device in opened_cameras + opened_gates:
+            device.close()
         raise
-    return Station(opened, gate_driver, line)
+    right_gate = opened_gates[1] if len(opened_gates) > 1 else None
+    return Station(opened_cameras, opened_gates[0], line, right_gate)

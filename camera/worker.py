@@ -30,6 +30,7 @@ class Job:
     t_gate_ns: int
     t_fire_ns: int  # when to trigger: the gate time, or gate + rotation delay for the right bank
     deadline_ns: int  # t_fire + grab timeout: no image by then means the view is missing
+    missing: str | None = None  # known missing before any trigger (e.g. no right-bank gate event)
 
 
 class TriggerMatcher:
@@ -117,7 +118,9 @@ class CameraWorker:
                 if self._stop.is_set():
                     return
                 continue
-            if self._stop.is_set():
+            if job.missing is not None:
+                self._missing(job, job.missing)
+            elif self._stop.is_set():
                 self._missing(job, "station stopped")
             else:
                 self._handle(job)

@@ -64,6 +64,8 @@ def test_modem_edges_on_loop_are_debounced():
     """RTS loops to CTS on loop://: each pulse starts with a burst of bounces."""
     config = gate_config(driver="serial_modem", port="loop://", line="cts", debounce_ms=30, poll_ms=0.5)
     with build_gate(config, LINE) as gate:
+        gate.port.rts = False  # loop:// opens with RTS on
+
         def pulses():
             for _ in range(5):
                 for _ in range(4):  # contact bounce: 4 rising edges within ~8 ms

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -135,3 +136,45 @@ def test_unknown_driver_is_a_camera_error():
 
     with pytest.raises(CameraError, match="unknown camera driver 'teleport'"):
         camera_class("teleport")
+
+
+def test_second_sensor_fires_the_right_bank_and_a_missed_turn_is_reported(tmp_path):
+    """Both sensors on pyserial loop:// ports (RTS drives CTS); the right one misses container 3."""
+    batch = write_batch(tmp_path / "batch", [1, 2, 3, 4])
+    modem = {"driver": "serial_modem", "port": "loop://", "debounce_ms": 10}
+    gate = TypeAdapter(GateConfig).validate_python({**modem, "right_bank": modem})
+    line = LineConfig(speed_cpm=60, travel_time_ms=2000, rotation_delay_ms=150)  # window +-150 ms
+    station = build_station(camera_configs("batch", path=str(batch)), gate, line)
+    frames = []
+    runner = threading.Thread(target=station.run, args=(frames.append, threading.Event()))
+
+    def pulse(port):
+        port.rts = True
+        time.sleep(0.04)
+        port.rts = False
+
+    with station:
+        station.gate.port.rts = station.right_gate.port.rts = False  # loop:// opens with RTS on
+        runner.start()
+        time.sleep(0.3)  # the gates are polled from run() on: a pulse before that is not seen
+        for container in (1, 2, 3, 4):
+            started = time.monotonic()
+            pulse(station.gate.port)
+            time.sleep(0.11)
+            if container != 3:
+                pulse(station.right_gate.port)
+            if container == 2:
+                time.sleep(0.25)
+                pulse(station.right_gate.port)  # a reflection: fits no container
+            time.sleep(max(0.0, 0.6 - (time.monotonic() - started)))
+        runner.join(10)
+        stats = station.stats()
+    assert not runner.is_alive()
+    views = {(f.container_seq, f.view): f for f in frames}
+    assert sorted(views) == [(s, v) for s in (1, 2, 3, 4) for v in range(6)]
+    for (seq, view), frame in views.items():
+        if seq == 3 and view >= 3:
+            assert "no right-bank gate event" in frame.missing
+        else:
+            assert frame.pixels is not None, frame.missing
+    assert stats["right_gate"]["events"] == 4 and stats["right_gate"]["unmatched"] == 1
