@@ -138,7 +138,8 @@ def replay_sets(active: ModelPackage) -> list[tuple[str, LabelSet]]:
 def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: EngineConfig, data_dir: Path, *,
             out: Path, epochs: int = 10, crop: int = 320, batch: int = 8, lr: float = 5e-4,
             replay_share: float = 0.5, holdout: LabelSet | None = None, holdout_share: float = 0.2,
-            target_fr: float = 0.01, force: bool = False, seed: int = 0, progress: bool = True) -> RetrainResult:
+            target_fr: float = 0.01, force: bool = False, seed: int = 0, progress: bool = True,
+            threads: int | None = None) -> RetrainResult:
     """Fine-tune the active model on `samples` (+ replay), compare on one held-out set, register."""
     from engines.training.train import TrainConfig, train
 
@@ -169,7 +170,7 @@ def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: E
     cfg = TrainConfig(data=Path(source), out=out, model=f"rtvp-{scale}", epochs=epochs, imgsz=engine_config.imgsz,
                       crop=crop, batch=batch, lr=lr, warmup_epochs=0.5, init=active.path, parent=active.version,
                       version=new_version(f"rtvp-{scale}-ft"), seed=seed, target_fr=target_fr, progress=progress,
-                      replay=tuple(name for name, _ in earlier), val=None)
+                      replay=tuple(name for name, _ in earlier), val=None, threads=threads)
     result = train(cfg, data=(train_set, holdout, vocabulary))
 
     new = evaluate_package(result.package, holdout, engine_config, data_dir, vocabulary=vocabulary, target_fr=target_fr)

@@ -74,6 +74,7 @@ class TrainConfig:
     half_weights: bool = False  # store fp16 weights in the package (half the size)
     max_steps: int | None = None  # stop after this many steps in all (a time budget)
     target_fr: float = 0.01
+    bn_batches: int = 16  # batches of crops for BatchNorm statistics before validation and export
     progress: bool = True
     replay: tuple[str, ...] = ()  # earlier data sources mixed in (retraining), for the manifest
 
@@ -313,6 +314,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
                 break
         epoch += 1
         if rank == 0 and (epoch % cfg.val_every == 0 or step >= total):
+            recalibrate_bn(ema.module, dataset, text, epoch, cfg)
             metrics = validate(ema.module, text, vocabulary, val, cfg)
             log.info("epoch %d: val AP %.3f AP50 %.3f escape@%.0f%%FR %s", epoch, metrics["ap"], metrics["ap50"],
                      100 * cfg.target_fr, metrics["at_target"]["escape_rate"])
@@ -327,6 +329,40 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
         (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
         package = write_package(cfg, ema.module, vocabulary, embeddings, metrics, labels)
     return TrainResult(ema.module, package, history)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, dataset: CropDataset, text: torch.Tensor, epoch: int,
+                   cfg: TrainConfig) -> None:
+    """Precise BatchNorm: recompute running statistics on training crops before evaluating.
+
+    With momentum 0.03 the running statistics trail weights that are still moving fast,
+    and a short run's eval-mode outputs collapse (scores near 0 although train-mode
+    outputs are right). A cumulative average over `bn_batches` batches of crops with
+    the final weights fixes that. It draws from its own RNG streams, so a resumed run
+    is unaffected.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or cfg.bn_batches <= 0:
+        return
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+    picks = torch.randperm(len(dataset), generator=g).tolist()[:cfg.bn_batches * cfg.batch]
+    saved_epoch, dataset.epoch = dataset.epoch, 1_000_000 + epoch
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    with torch.random.fork_rng(devices=[]):
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        for start in range(0, len(picks), cfg.batch):
+            images, _ = collate([dataset[i] for i in picks[start:start + cfg.batch]])
+            model(images.to(device), text)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    dataset.epoch = saved_epoch
 
 
 def validate(model: torch.nn.Module, text: torch.Tensor, vocabulary, val, cfg: TrainConfig) -> dict:
