@@ -10,7 +10,9 @@ the quota. A failed image write costs that image, not the container's record.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,7 @@ class Recorder:
         self._versions: dict[str, int] = {}
         self._stored_bytes = self._count_stored_bytes()
         self._quota_warned = False
+        self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="image-writer")
 
     def record(self, container: ContainerRecord, images: dict[int, np.ndarray]) -> None:
         """Queue one decided container with its views' pixels (missing views: absent from `images`)."""
@@ -69,7 +72,7 @@ class Recorder:
         if not pending and not events:
             return 0
         self._pending, self._events = [], []
-        planned = [self._store_images(c, imgs) for c, imgs in pending]
+        planned = self._store_images(pending)
         written = [rel for views in planned for rel, _ in views.values()]
         try:
             self._commit(pending, planned, events)
@@ -129,6 +132,7 @@ class Recorder:
         try:
             self.flush()
         finally:
+            self._pool.shutdown()
             self.db.close()
 
     def __enter__(self) -> "Recorder":
@@ -139,28 +143,44 @@ class Recorder:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _store_images(self, container: ContainerRecord, images: dict[int, np.ndarray]
-                      ) -> dict[int, tuple[str, int]]:
-        """Write the kept views' files; return view -> (relative path, bytes)."""
-        if not self.store.keeps(container):
-            return {}
-        ext = self.store.extension(container)
-        stored = {}
-        for view in container.views:
-            pixels = images.get(view.view)
-            if pixels is None:
+    def _store_images(self, pending: list[tuple[ContainerRecord, dict[int, np.ndarray]]]
+                      ) -> list[dict[int, tuple[str, int]]]:
+        """Write the kept views' files of a batch; per container, view -> (relative path, bytes).
+
+        Encoding and fsync release the GIL, so a few threads keep up with "keep every view"
+        on a multi-core line PC; a failed image costs that image, never the record.
+        """
+        jobs = []
+        for i, (container, images) in enumerate(pending):
+            if not self.store.keeps(container):
                 continue
-            relative = self.store.relative_path(container.line_id, container.t_gate, container.seq, view.view, ext)
-            try:
-                stored[view.view] = (relative, self.store.write(relative, pixels))
-            except (OSError, StorageError) as exc:
+            ext = self.store.extension(container)
+            for view in container.views:
+                pixels = images.get(view.view)
+                if pixels is not None:
+                    relative = self.store.relative_path(container.line_id, container.t_gate, container.seq,
+                                                        view.view, ext)
+                    jobs.append((i, container.seq, view.view, relative, pixels))
+        planned: list[dict[int, tuple[str, int]]] = [{} for _ in pending]
+        for (i, seq, view, relative, _), result in zip(jobs, self._pool.map(self._write_one, jobs)):
+            if isinstance(result, Exception):
                 self.counters["image_errors"] += 1
-                log.error("container %d view %d: image not stored (%s); the record is kept",
-                          container.seq, view.view, exc)
-                self.store.delete(relative)
-                if isinstance(exc, OSError):
-                    self.enforce_quota()  # a full disk: make room for the next one
-        return stored
+                log.error("container %d view %d: image not stored (%s); the record is kept", seq, view, result)
+                full_disk = isinstance(result, OSError)
+            else:
+                planned[i][view] = (relative, result)
+                full_disk = False
+            if full_disk:
+                self.enforce_quota()  # make room for the next batch
+        return planned
+
+    def _write_one(self, job) -> int | Exception:
+        relative, pixels = job[3], job[4]
+        try:
+            return self.store.write(relative, pixels)
+        except (OSError, StorageError) as exc:
+            self.store.delete(relative)
+            return exc
 
     def _commit(self, pending, planned, events: list[EventRecord]) -> None:
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
