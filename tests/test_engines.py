@@ -1,13 +1,14 @@
 """Engine plumbing: letterbox, decode/NMS, export checks, runtimes' refusals, artifact places.
 
-The model is a tiny RTVP built from a package like any other; parity between the
-runtimes is in test_engines_parity.py.
+The model is a tiny RTVP package (test_engines_model.py); parity between the runtimes
+is in test_engines_parity.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import onnx
@@ -18,13 +19,13 @@ from engines.config import EngineConfig
 from engines.detections import Detections
 from engines.engine import class_thresholds
 from engines.errors import EngineError
-from engines.export import check_deployable, export_onnx, read_metadata
+from engines.export import check_deployable, read_metadata
 from engines.package import ModelPackage
 from engines.postprocess import decode
 from engines.preprocess import PAD_VALUE, Letterbox, letterbox_into
 from engines.runtimes import artifact_dir, ensure_onnx, load_engine
 from engines.runtimes.onnxruntime import OnnxRuntimeEngine
-from test_engines_model import IMGSZ, VOCABULARY, make_package, standin_detector, views  # noqa: F401
+from test_engines_model import IMGSZ, SUBSET, VOCABULARY, exported, make_package, tiny_rtvp, views  # noqa: F401
 
 CONFIG = EngineConfig(imgsz=IMGSZ, threads=1, default_threshold=0.3)
 
@@ -88,8 +89,8 @@ def test_thresholds_come_from_config_then_package_then_default() -> None:
 # -- export --------------------------------------------------------------------------------
 
 def test_export_passes_checker_and_records_vocabulary(tmp_path) -> None:
-    package = make_package(tmp_path / "v1")
-    path = export_onnx(package, tmp_path / "out" / "m.onnx", vocabulary=["bubble", "oil"])
+    package = make_package(tmp_path / "data" / "models" / "v1")
+    path = exported(package, SUBSET)  # written by export_onnx when the session began
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version >= 17
@@ -99,6 +100,7 @@ def test_export_passes_checker_and_records_vocabulary(tmp_path) -> None:
     scores = [o for o in proto.graph.output if o.name == "scores"][0]
     assert scores.type.tensor_type.shape.dim[2].dim_value == 2
     assert not list(path.parent.glob(".*tmp")), "temporary file left behind"
+    assert {n.op_type for n in proto.graph.node}.isdisjoint({"NonZero", "ScatterND", "Einsum"})
 
 
 def _graph(nodes, inputs, outputs, inits=()):
@@ -133,8 +135,7 @@ def test_deployable_check_refuses_nonzero_and_data_dependent_shapes() -> None:
 # -- runtimes refuse what they must not run -------------------------------------------------
 
 def test_onnx_for_another_vocabulary_is_refused(tmp_path) -> None:
-    package = make_package(tmp_path / "v1")
-    path = export_onnx(package, tmp_path / "m.onnx", vocabulary=["bubble", "oil"])
+    path = exported(make_package(tmp_path / "data" / "models" / "v1"), SUBSET)
     thresholds = np.full(len(VOCABULARY), 0.5, np.float32)
     with pytest.raises(EngineError, match="exported for vocabulary"):
         OnnxRuntimeEngine(path, vocabulary=VOCABULARY, config=CONFIG, thresholds=thresholds,
@@ -146,8 +147,8 @@ def test_onnx_for_another_vocabulary_is_refused(tmp_path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_damaged_onnx_is_a_clear_error(tmp_path, damage) -> None:
-    package = make_package(tmp_path / "v1")
-    path = export_onnx(package, tmp_path / "m.onnx")
+    path = tmp_path / "m.onnx"
+    shutil.copy(exported(make_package(tmp_path / "data" / "models" / "v1")), path)
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x08\x07garbage" * 100,
                       "empty": b""}[damage])
@@ -157,9 +158,10 @@ def test_damaged_onnx_is_a_clear_error(tmp_path, damage) -> None:
 
 
 def test_damaged_cached_export_is_exported_again(tmp_path, caplog) -> None:
-    package = make_package(tmp_path / "v1")
+    package = make_package(tmp_path / "data" / "models" / "v1")
     cache = tmp_path / "data" / "cache"
     path = ensure_onnx(package, CONFIG, cache)
+    assert path.parent == package.path / "cache"
     path.write_bytes(path.read_bytes()[:1000])
     with caplog.at_level(logging.WARNING):
         again = ensure_onnx(package, CONFIG, cache)
@@ -169,8 +171,8 @@ def test_damaged_cached_export_is_exported_again(tmp_path, caplog) -> None:
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
 def test_bad_input_is_refused(tmp_path, runtime) -> None:
-    engine = load_engine(make_package(tmp_path / "v1"), CONFIG.model_copy(update={"runtime": runtime}),
-                         tmp_path / "data" / "cache")
+    engine = load_engine(make_package(tmp_path / "data" / "models" / "v1"),
+                         CONFIG.model_copy(update={"runtime": runtime}), tmp_path / "data" / "cache")
     good = views([(200, 150)])[0]
     for bad, message in [([], "non-empty"), ([good.astype(np.float32)], "dtype float32"),
                          ([good[..., 0]], "H x W x 3"), ([np.dstack([good, good[..., :1]])], "H x W x 3"),
@@ -184,7 +186,7 @@ def test_bad_input_is_refused(tmp_path, runtime) -> None:
 def test_unknown_runtime_is_a_clear_error(tmp_path) -> None:
     config = EngineConfig.model_construct(**{**CONFIG.model_dump(), "runtime": "openvino"})
     with pytest.raises(EngineError, match="unknown runtime 'openvino'"):
-        load_engine(make_package(tmp_path / "v1"), config, tmp_path / "cache")
+        load_engine(make_package(tmp_path / "data" / "models" / "v1"), config, tmp_path / "data" / "cache")
 
 
 # -- where exported graphs and engines are written -------------------------------------------
@@ -194,28 +196,33 @@ def test_artifacts_go_next_to_a_writable_model_inside_the_data_folder(tmp_path) 
     inside = make_package(data / "models" / "v1")
     assert artifact_dir(inside, data / "cache") == inside.path.resolve() / "cache"
     outside = make_package(tmp_path / "shipped" / "v1")
+    assert artifact_dir(outside, data / "cache", data_dir=tmp_path) == outside.path.resolve() / "cache"
     assert artifact_dir(outside, data / "cache") == data / "cache" / "v1"
     # Not writable (a file where the cache folder would go: chmod does not stop root).
     blocked = make_package(data / "models" / "v2", version="v2")
+    shutil.rmtree(blocked.path / "cache")
     (blocked.path / "cache").write_text("")
     assert artifact_dir(blocked, data / "cache") == data / "cache" / "v2"
 
 
 def test_a_new_vocabulary_gets_its_own_export(tmp_path) -> None:
-    package = make_package(tmp_path / "v1")
+    package = make_package(tmp_path / "data" / "models" / "v1")
     cache = tmp_path / "data" / "cache"
     full = ensure_onnx(package, CONFIG, cache)
-    subset = ensure_onnx(package, CONFIG, cache, vocabulary=["oil", "bubble"])
-    assert full != subset and full.parent == subset.parent == cache / "v1"
-    assert json.loads(read_metadata(subset)["vocabulary"]) == ["oil", "bubble"]
-    engine = load_engine(package, CONFIG, cache, vocabulary=["oil", "bubble"])
-    assert engine.vocabulary == ("oil", "bubble")
-    assert all(set(d.names()) <= {"oil", "bubble"} for d in engine.infer(views([(300, 200)])))
+    subset = ensure_onnx(package, CONFIG, cache, vocabulary=SUBSET)
+    assert full != subset and full.parent == subset.parent == package.path / "cache"
+    assert json.loads(read_metadata(subset)["vocabulary"]) == list(SUBSET)
+    engine = load_engine(package, CONFIG, cache, vocabulary=SUBSET)
+    assert engine.vocabulary == SUBSET
+    found = engine.infer(views([(300, 200)]))[0]
+    assert len(found) and set(found.names()) <= set(SUBSET)
 
 
 def test_shipped_onnx_in_the_package_is_used_when_it_fits(tmp_path) -> None:
-    package = make_package(tmp_path / "v1")
-    package.add_file("model.onnx", export_onnx(package, tmp_path / "m.onnx"))
+    package = make_package(tmp_path / "shipped" / "v1")
+    shutil.copy(exported(package), tmp_path / "m.onnx")
+    shutil.rmtree(package.path / "cache")
+    package.add_file("model.onnx", tmp_path / "m.onnx")
     package = ModelPackage.load(package.path)
     cache = tmp_path / "data" / "cache"
     assert ensure_onnx(package, CONFIG, cache) == package.path / "model.onnx"

@@ -1,70 +1,87 @@
-"""The model the engine tests run: a small detector package and synthetic views.
+"""The model the engine tests run: a tiny RTVP package, exported once per session, and views.
 
-Until engines/rtvp lands, a stand-in with RTVP's deploy interface is built instead
-(`deploy(text) -> images -> (boxes (B, A, 4) xyxy input px, scores (B, A, K))`).
+Untrained RTVP scores sit near its prior (1e-5) and are nearly equal everywhere, which
+would leave nothing to compare (NMS would only break ties); the contrastive heads' scale
+and bias, the box regressors and the BatchNorm statistics are set so that scores spread
+(median 0.5, top 1 % above 0.99, hardly any saturated at 1.0, where NMS would only break
+ties) and boxes differ in size, as after training.
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-import engines.export
+from engines.config import EngineConfig
 from engines.package import ModelPackage
+from engines.preprocess import letterbox_into
 
 IMGSZ = 256
 VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
-TEXT_DIM = 16
+SUBSET = ("bubble", "oil")  # a second vocabulary, exported once as well
+_TEMPLATE: list[Path] = []
 
 
-class StandIn(nn.Module):
-    """Convolutions to stride 32, an ltrb box per cell, scores by text-embedding similarity."""
+def _build_template(root: Path) -> Path:
+    from engines.rtvp import RTVPConfig, build_model
+    from engines.runtimes import ensure_onnx
 
-    def __init__(self, text_dim: int = TEXT_DIM) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 4, 1), nn.SiLU(), nn.Conv2d(8, 16, 3, 4, 1), nn.SiLU(),
-                                  nn.Conv2d(16, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.SiLU())
-        self.box = nn.Conv2d(16, 4, 1)
-        self.embed = nn.Conv2d(16, text_dim, 1)
-
-    def deploy(self, text: torch.Tensor) -> nn.Module:
-        return _Deploy(self, text)
-
-
-class _Deploy(nn.Module):
-    def __init__(self, model: StandIn, text: torch.Tensor) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("text", F.normalize(text.float(), dim=-1))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.model.stem(images)
-        h, w = f.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        centers = (torch.stack([xs, ys], -1).reshape(-1, 2).float() + 0.5) * 32
-        dist = F.softplus(self.model.box(f)).flatten(2).transpose(1, 2) * 24
-        boxes = torch.cat([centers - dist[..., :2], centers + dist[..., 2:]], -1)
-        emb = F.normalize(self.model.embed(f).flatten(2).transpose(1, 2), dim=-1)
-        return boxes, torch.sigmoid(emb @ self.text.T * 6)
-
-
-@pytest.fixture(autouse=True)
-def standin_detector(monkeypatch):
-    monkeypatch.setattr(engines.export, "build_detector", lambda arch: StandIn(arch["text_dim"]))
-
-
-def make_package(path, version: str = "v1") -> ModelPackage:
     torch.manual_seed(0)
-    model = StandIn()
-    model.stem[5].running_mean.uniform_(-0.2, 0.2)  # a non-trivial BN, as after training
-    text = F.normalize(torch.randn(len(VOCABULARY), TEXT_DIM), dim=-1).numpy()
-    return ModelPackage.create(path, version=version, state_dict=model.state_dict(),
-                               arch={"scale": "standin", "imgsz": IMGSZ, "text_dim": TEXT_DIM},
-                               vocabulary=list(VOCABULARY), embeddings=text)
+    config = RTVPConfig(scale="tiny", imgsz=IMGSZ)
+    model = build_model(config)
+    text = F.normalize(torch.randn(len(VOCABULARY), config.text_dim), dim=-1)
+    with torch.no_grad():
+        for contrast in model.head.contrast:
+            contrast.logit_scale.fill_(-1.0)
+            contrast.bias.fill_(0.0)
+        for box in model.head.box:
+            box[-1].weight.normal_(0, 0.2)
+        # BatchNorm statistics of real views, as training would leave them.
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+                module.momentum = None  # a plain average over what it sees
+        batch = np.zeros((4, 3, IMGSZ, IMGSZ), np.float32)
+        letterbox_into(views([(820, 700)] * 4, seed=99), batch)
+        model.train()(torch.from_numpy(batch), text)
+        model.eval()
+    text = text.numpy()
+    package = ModelPackage.create(root / "data" / "models" / "v1", version="v1", state_dict=model.state_dict(),
+                                  arch=config.to_dict(), vocabulary=list(VOCABULARY), embeddings=text)
+    engine_config = EngineConfig(imgsz=IMGSZ)
+    for vocabulary in (VOCABULARY, SUBSET):  # into <package>/cache/, copied with the package
+        ensure_onnx(package, engine_config, root / "data" / "cache", vocabulary=vocabulary)
+    return package.path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_rtvp(tmp_path_factory) -> Path:
+    if not _TEMPLATE:
+        _TEMPLATE.append(_build_template(tmp_path_factory.mktemp("tiny-rtvp")))
+    return _TEMPLATE[0]
+
+
+def make_package(path: Path, version: str = "v1") -> ModelPackage:
+    """A copy of the tiny RTVP package at `path`, with its exported graphs (no export needed)."""
+    shutil.copytree(_TEMPLATE[0], path)
+    package = ModelPackage.load(path)
+    if version != package.version:
+        package.update(version=version)
+    return package
+
+
+def exported(package: ModelPackage, vocabulary=VOCABULARY) -> Path:
+    """The package's pre-exported ONNX file for `vocabulary`."""
+    from engines.runtimes import ensure_onnx
+
+    return ensure_onnx(package, EngineConfig(imgsz=IMGSZ), package.path.parent.parent / "cache",
+                       vocabulary=vocabulary)
 
 
 def views(sizes: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
@@ -72,8 +89,7 @@ def views(sizes: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     out = []
     for h, w in sizes:
-        image = np.full((h, w, 3), 150, np.uint8)
-        image[:] = cv2.GaussianBlur(rng.integers(90, 200, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+        image = cv2.GaussianBlur(rng.integers(90, 200, (h, w, 3), dtype=np.uint8), (0, 0), 3)
         for _ in range(6):
             center = (int(rng.integers(0, w)), int(rng.integers(0, h)))
             axes = (int(rng.integers(3, max(4, w // 8))), int(rng.integers(3, max(4, h // 8))))

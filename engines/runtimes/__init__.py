@@ -63,6 +63,14 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def onnx_name(package: ModelPackage, vocabulary: Sequence[str], embeddings, imgsz: int,
+              batch: int | None = None) -> str:
+    """The exported file's name: input size, vocabulary hash, weights hash (and a fixed batch)."""
+    weights = package.manifest["files"].get(WEIGHTS, "")[:8]
+    fixed = f"-b{batch}" if batch else ""
+    return f"rtvp-{imgsz}-{vocabulary_hash(vocabulary, embeddings)}-{weights}{fixed}.onnx"
+
+
 def ensure_onnx(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
                 vocabulary: Sequence[str] | None = None, data_dir: Path | None = None) -> Path:
     """An ONNX file of this package for `vocabulary` at config.imgsz: shipped, cached or exported now."""
@@ -72,9 +80,7 @@ def ensure_onnx(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
     shipped = package.path / ONNX
     if shipped.is_file() and _fits(shipped, wanted):
         return shipped
-    weights = package.manifest["files"].get(WEIGHTS, "")[:8]
-    path = artifact_dir(package, cache_dir, data_dir) / (
-        f"rtvp-{config.imgsz}-{wanted['vocabulary_hash']}-{weights}.onnx")
+    path = artifact_dir(package, cache_dir, data_dir) / onnx_name(package, vocabulary, embeddings, config.imgsz)
     if path.is_file():
         if _fits(path, wanted):
             return path
