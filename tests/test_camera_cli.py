@@ -93,3 +93,15 @@ def test_gate_watch_on_an_absent_port_is_one_line_and_exit_2(tmp_path, shipped_c
     result = CliRunner().invoke(main, ["gate", "watch", "--config", str(path), "--count", "1"])
     assert result.exit_code == 2
     assert "/dev/ttyNOPE0" in result.output
+
+
+def test_list_includes_the_devices_of_configured_genicam_producers(tmp_path, shipped_config_path):
+    genicam = pytest.importorskip("genicam")
+    cti = os.path.join(os.path.dirname(genicam.__file__), "viky.cti")
+    cameras = [{"id": f"viky-{v}", "driver": "genicam", "view": v, "bank": "left", "cti": cti, "serial": str(v),
+                "width": 700, "height": 800} for v in range(3)]
+    cameras += [{"id": f"synth-{v}", "driver": "synthetic", "view": v, "bank": "right"} for v in (3, 4, 5)]
+    path = write_config(tmp_path, shipped_config_path, cameras)
+    result = CliRunner().invoke(main, ["cameras", "list", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "genicam  Viky" in result.output and "serial 1  -> viky-1" in result.output

@@ -57,9 +57,17 @@ def harvester(cti: Path, rescan: bool = False):
         return _harvesters[cti]
 
 
+def _info(device, name: str):
+    """A device-info field, or None where the producer does not offer it (viky has no user name)."""
+    try:
+        return getattr(device, name)
+    except Exception:
+        return None
+
+
 def list_devices(cti: Path) -> list[dict]:
-    return [{"driver": "genicam", "model": d.model, "serial": d.serial_number, "vendor": d.vendor,
-             "user_name": d.user_defined_name, "producer": str(cti)}
+    return [{"driver": "genicam", "model": _info(d, "model"), "serial": _info(d, "serial_number"),
+             "vendor": _info(d, "vendor"), "user_name": _info(d, "user_defined_name"), "producer": str(cti)}
             for d in harvester(cti, rescan=True).device_info_list]
 
 
