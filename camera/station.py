@@ -24,7 +24,7 @@ from camera.base import Camera, build_camera, monotonic_ns
 from camera.errors import CameraError
 from camera.frame import VIEWS, Frame
 from camera.gates.base import Gate, GateEvent, build_gate
-from camera.worker import CameraWorker, Job
+from camera.worker import RECONNECT_INTERVAL_S, CameraWorker, Job
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Station:
         self._out: "queue.Queue[Frame]" = queue.Queue()
         self.workers = [CameraWorker(cam, self._out, self._stop) for cam in self.cameras]
         self._playlist = next((p for p in (cam.playlist() for cam in self.cameras) if p is not None), None)
-        self.counts = {"containers": 0, "frames_emitted": 0, "views_missing": 0}
+        self.counts = {"containers": 0, "frames_emitted": 0, "views_missing": 0, "gate_errors": 0}
         self._started = False
         self._turns = None
         if right_gate is not None:
@@ -174,13 +174,31 @@ class Station:
             while not (stop.is_set() or self._halt.is_set()):
                 if containers is not None and self.counts["containers"] >= containers:
                     break
-                event = self.gate.wait(GATE_POLL_S)
+                event = self._wait(self.gate, stop)
                 if event is not None:
                     self._dispatch(event)
-        except Exception:
-            log.exception("gate %s failed; the station stops taking containers", self.gate.driver)
         finally:
             dispatched.set()
+
+    def _wait(self, gate: Gate, stop: threading.Event) -> GateEvent | None:
+        """The gate's next event; a failing port (adapter unplugged) is reopened until it works."""
+        try:
+            return gate.wait(GATE_POLL_S)
+        except Exception as exc:
+            self.counts["gate_errors"] += 1
+            log.error("gate %s failed (%s); no containers are seen until it is reopened", gate.driver, exc)
+        attempts = 0
+        while not (stop.is_set() or self._halt.wait(RECONNECT_INTERVAL_S)):
+            attempts += 1
+            try:
+                gate.close()
+                gate.open()
+            except Exception as exc:
+                log.debug("gate %s: reopen attempt %d failed: %s", gate.driver, attempts, exc)
+                continue
+            log.warning("gate %s back after %d attempt(s)", gate.driver, attempts)
+            break
+        return None
 
     def _dispatch(self, event: GateEvent) -> None:
         seq = event.seq
@@ -210,7 +228,7 @@ class Station:
         window_ms = self._turns.window_ns / 1e6
         try:
             while not self._halt.is_set():
-                event = self.right_gate.wait(GATE_POLL_S)
+                event = self._wait(self.right_gate, self._halt)
                 horizon = event.t_ns if event is not None else monotonic_ns() - int(2 * GATE_POLL_S * 1e9)
                 for item in self._turns.expired(horizon):
                     log.warning("container %d: no right-bank gate event within %.0f ms of its turn",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -178,3 +179,34 @@ def test_second_sensor_fires_the_right_bank_and_a_missed_turn_is_reported(tmp_pa
         else:
             assert frame.pixels is not None, frame.missing
     assert stats["right_gate"]["events"] == 4 and stats["right_gate"]["unmatched"] == 1
+
+
+def test_a_failing_gate_port_is_counted_and_reopened_not_fatal(tmp_path):
+    """The PLC's pseudo-terminal goes away mid-run: the station logs it, retries, and still stops on request."""
+    master, slave = os.openpty()
+    batch = write_batch(tmp_path / "batch", [1, 2, 3])
+    gate = TypeAdapter(GateConfig).validate_python({"driver": "serial_lines", "port": os.ttyname(slave)})
+    station = build_station(camera_configs("batch", path=str(batch)), gate, LINE)
+    stop = threading.Event()
+    frames = []
+
+    def emit(frame):
+        frames.append(frame)
+        if len(frames) == 6:
+            os.close(master)  # the other end is gone: reads on the port now fail
+
+    runner = threading.Thread(target=station.run, args=(emit, stop))
+    with station:
+        runner.start()
+        time.sleep(0.3)
+        os.write(master, b"1\n")
+        deadline = time.monotonic() + 10
+        while station.stats()["gate_errors"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        runner.join(10)
+        stats = station.stats()
+    os.close(slave)
+    assert not runner.is_alive()
+    assert stats["gate_errors"] >= 1
+    assert sorted((f.container_seq, f.view) for f in frames) == [(1, v) for v in range(6)]
