@@ -37,19 +37,21 @@ class RepairReport:
                 f"{self.temporary_files} temporary files deleted, {self.missing_files} rows marked lost")
 
 
-def repair(db: Database, store: ImageStore) -> RepairReport:
+def repair(db: Database, store: ImageStore, line_id: str | None = None) -> RepairReport:
+    """Repair this image store against its rows; `line_id` limits it to one line's containers
+    (a plant database shared by several line PCs, each with its own image store)."""
     report = RepairReport()
     with db.session.begin() as session:
         counts = (select(View.container_id, func.count().label("n")).group_by(View.container_id)).subquery()
-        partial = session.scalars(
+        partial = session.scalars(line_scope(
             select(Container.id).outerjoin(counts, counts.c.container_id == Container.id)
-            .where(func.coalesce(counts.c.n, 0) != Container.n_views)).all()
+            .where(func.coalesce(counts.c.n, 0) != Container.n_views), line_id)).all()
         if partial:
             session.execute(delete(Container).where(Container.id.in_(partial)))
             report.partial_containers = len(partial)
             report.details.append(f"partial containers removed: ids {partial[:20]}")
-        stored = dict(session.execute(
-            select(View.image_file, View.id).where(View.image_state == STORED)).all())
+        stored = dict(session.execute(line_scope(
+            select(View.image_file, View.id).where(View.image_state == STORED), line_id, join=True)).all())
 
     lost = []
     for relative, view_id in stored.items():
@@ -74,6 +76,15 @@ def repair(db: Database, store: ImageStore) -> RepairReport:
     if not report.clean:
         log.warning("storage check: %s", report.summary())
     return report
+
+
+def line_scope(query, line_id: str | None, join: bool = False):
+    """Restrict a query to one line's containers (no restriction for None)."""
+    if line_id is None:
+        return query
+    if join:
+        query = query.join(Container, View.container_id == Container.id)
+    return query.where(Container.line_id == line_id)
 
 
 def _chunks(items: list, n: int):

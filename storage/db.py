@@ -138,6 +138,7 @@ class Event(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     t: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    line_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
     camera_id: Mapped[str | None] = mapped_column(String(64))
     container_seq: Mapped[int | None] = mapped_column(BigInteger)

@@ -56,6 +56,7 @@ class EventRecord:
 
     kind: str  # "camera lost", "frames dropped", "late result", ...
     t: datetime = field(default_factory=utc_now)
+    line_id: str | None = None
     camera_id: str | None = None
     container_seq: int | None = None
     count: int = 1

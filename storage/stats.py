@@ -36,11 +36,15 @@ class Stats:
 
 
 def line_stats(db: Database, since: datetime | None = None, until: datetime | None = None,
-               thresholds: dict[str, float] | None = None, default_threshold: float = 0.0) -> Stats:
-    """Counts over containers gated in [since, until); a detection counts at or above its class threshold."""
+               thresholds: dict[str, float] | None = None, default_threshold: float = 0.0,
+               line_id: str | None = None) -> Stats:
+    """Counts over containers gated in [since, until) (of one line, or all with None);
+    a detection counts at or above its class threshold."""
     thresholds = thresholds or {}
 
     def window(q, column=Container.t_gate):
+        if line_id is not None:
+            q = q.where((Container.line_id if column is Container.t_gate else Event.line_id) == line_id)
         if since is not None:
             q = q.where(column >= since)
         if until is not None:

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from storage.check import RepairReport, repair
+from storage.check import RepairReport, line_scope, repair
 from storage.config import StorageConfig
 from storage.db import NOT_KEPT, PURGED, STORED, Container, Detection, Event, ModelVersion, View, open_database
 from storage.errors import StorageError
@@ -34,11 +34,16 @@ LOW_WATER = 0.95  # purge down to this share of the quota, so that not every com
 
 class Recorder:
     def __init__(self, database_url: str, data_dir: Path, config: StorageConfig,
-                 flush_interval_s: float = 1.0) -> None:
+                 flush_interval_s: float = 1.0, line_id: str | None = None) -> None:
+        """`line_id` (config line.id) tags events and, on a server database (several line PCs,
+        each with its own image store), confines the start-up repair and the quota to this
+        line's rows. A SQLite file belongs to one PC: there, all rows are this store's."""
         self.config = config
+        self.line_id = line_id
         self.db = open_database(database_url)
+        self._scope = line_id if self.db.engine.dialect.name != "sqlite" else None
         self.store = ImageStore(Path(data_dir), config)
-        self.repair_report: RepairReport = repair(self.db, self.store)
+        self.repair_report: RepairReport = repair(self.db, self.store, self._scope)
         self.flush_interval_s = flush_interval_s
         self.quota_bytes = int(config.quota_gb * 1e9)
         self.counters = {"containers": 0, "images": 0, "image_errors": 0, "purged": 0, "events": 0}
@@ -99,10 +104,10 @@ class Recorder:
         purged = 0
         while self._stored_bytes > target:
             with self.db.session.begin() as session:
-                rows = session.execute(
+                rows = session.execute(line_scope(
                     select(View.id, View.image_file, View.image_bytes)
                     .where(View.image_state == STORED, View.labelled.is_(False))
-                    .order_by(View.id).limit(200)).all()
+                    .order_by(View.id).limit(200), self._scope, join=True)).all()
                 chosen, freed = [], 0
                 for view_id, relative, size in rows:
                     if self._stored_bytes - freed <= target:
@@ -190,7 +195,8 @@ class Recorder:
                     _insert_containers(session, [c for c, _ in pending], planned, versions)
                     if events:
                         session.execute(insert(Event), [
-                            {"t": e.t, "kind": e.kind, "camera_id": e.camera_id, "container_seq": e.container_seq,
+                            {"t": e.t, "line_id": e.line_id or self.line_id, "kind": e.kind,
+                             "camera_id": e.camera_id, "container_seq": e.container_seq,
                              "count": e.count, "detail": e.detail} for e in events])
                 return
             except (OperationalError, IntegrityError) as exc:
@@ -213,8 +219,8 @@ class Recorder:
 
     def _count_stored_bytes(self) -> int:
         with self.db.session() as session:
-            return int(session.scalar(select(func.coalesce(func.sum(View.image_bytes), 0))
-                                      .where(View.image_state == STORED)))
+            return int(session.scalar(line_scope(select(func.coalesce(func.sum(View.image_bytes), 0))
+                                                 .where(View.image_state == STORED), self._scope, join=True)))
 
 
 def _insert_containers(session, containers: list[ContainerRecord], planned: list[dict[int, tuple[str, int]]],

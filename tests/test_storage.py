@@ -249,3 +249,26 @@ def test_stats_yield_and_rejects_by_reason_class_camera_hour(database_url, tmp_p
     assert stats.by_hour == {"2026-11-25 08:00": (10, 3)}
     assert line_stats(db, since=synthetic.container(5).t_gate).containers == 5
     db.close()
+
+
+def test_lines_sharing_a_server_database_keep_to_their_own_images(tmp_path):
+    url = postgres_url()
+    config = StorageConfig(keep_images="all", quota_gb=3 * 6 * 80_000 / 1e9)
+    with Recorder(url, tmp_path / "a", config, line_id="line-a") as rec:
+        for seq in range(3):
+            rec.record(synthetic.container(seq, line_id="line-a"), synthetic.images(seq))
+    with Recorder(url, tmp_path / "b", config, line_id="line-b") as rec:  # its repair must not touch line-a
+        assert rec.repair_report.clean
+        for seq in range(10):
+            rec.record(synthetic.container(seq, line_id="line-b"), synthetic.images(seq))
+        rec.event(EventRecord(kind="camera lost", camera_id="cam-1"))
+    db = open_database(url)
+    with db.session() as s:
+        states = {c.line_id: set() for c in s.scalars(select(Container))}
+        for c in s.scalars(select(Container)):
+            states[c.line_id] |= {v.image_state for v in c.views}
+    assert states == {"line-a": {STORED}, "line-b": {STORED, PURGED}}, "line-b's quota purged only its own"
+    assert line_stats(db, line_id="line-a").containers == 3
+    assert line_stats(db, line_id="line-b").events == {"camera lost": 1}
+    assert line_stats(db, line_id="line-a").events == {}
+    db.close()

@@ -10,7 +10,7 @@ import click
 
 from edge.config import DEFAULT_PATH, load_config
 from storage.check import repair
-from storage.db import current_revision, head_revision, make_engine, open_database, upgrade
+from storage.db import current_revision, head_revision, make_engine, open_database
 from storage.images import ImageStore
 from storage.stats import line_stats
 
@@ -68,7 +68,8 @@ def check_command(config_path: Path) -> None:
     """
     config = load_config(config_path)
     db = open_database(config.database_url)
-    report = repair(db, ImageStore(config.data_dir, config.storage))
+    shared = db.engine.dialect.name != "sqlite"  # a server database: only this line's rows are ours
+    report = repair(db, ImageStore(config.data_dir, config.storage), config.line.id if shared else None)
     db.close()
     for line in report.details[:50]:
         click.echo(line)
@@ -79,11 +80,12 @@ def check_command(config_path: Path) -> None:
 @config_option
 @click.option("--since", type=WHEN, help="From this UTC time or age (e.g. 24h); default: everything.")
 @click.option("--until", type=WHEN, help="Up to this UTC time or age.")
-def stats_command(config_path: Path, since: datetime | None, until: datetime | None) -> None:
+@click.option("--line", "line_id", help="Only this line (a plant database holds several); default: all.")
+def stats_command(config_path: Path, since: datetime | None, until: datetime | None, line_id: str | None) -> None:
     """Yield, and reject rates by reason, defect class, camera and hour."""
     config = load_config(config_path)
     db = open_database(config.database_url)
-    s = line_stats(db, since, until, config.engine.thresholds, config.engine.default_threshold)
+    s = line_stats(db, since, until, config.engine.thresholds, config.engine.default_threshold, line_id)
     db.close()
     click.echo(f"containers {s.containers}  passed {s.passed}  rejected {s.rejected}  yield {s.yield_:.2%}")
     sections = [("rejects by reason", s.by_reason), ("rejects by class", s.by_class),

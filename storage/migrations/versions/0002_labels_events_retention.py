@@ -37,6 +37,7 @@ def upgrade() -> None:
         "events",
         sa.Column("id", RowId, primary_key=True),
         sa.Column("t", sa.DateTime(), nullable=False),
+        sa.Column("line_id", sa.String(64)),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("camera_id", sa.String(64)),
         sa.Column("container_seq", sa.BigInteger()),
