@@ -83,7 +83,7 @@ def test_gate_watch_prints_numbered_events_from_a_pty(tmp_path, shipped_config_p
         os.close(master)
         os.close(slave)
     assert result.exit_code == 0, result.output
-    assert [line.split()[1] for line in result.output.splitlines() if line.startswith("container")] == \
+    assert [line.split()[1] for line in result.output.splitlines() if line.startswith("gate ")] == \
         ["41", "42", "44"]
     assert "missed 1" in result.output
 

@@ -74,12 +74,11 @@ class PylonCamera(Camera):
     # -- configure --------------------------------------------------------------------------
     def configure(self) -> None:
         cfg = self.config
-        for name in ("OffsetX", "OffsetY"):
-            self._set(name, 0)
-        self._set("Width", cfg.width)
-        self._set("Height", cfg.height)
-        self._set("OffsetX", cfg.offset_x)
-        self._set("OffsetY", cfg.offset_y)
+        # Offsets go to 0 first so that any width/height within the sensor is accepted.
+        for name, value in (("OffsetX", 0), ("OffsetY", 0), ("Width", cfg.width), ("Height", cfg.height),
+                            ("OffsetX", cfg.offset_x), ("OffsetY", cfg.offset_y)):
+            if value or self._available(name) or name in ("Width", "Height"):
+                self._set(name, value)
         self._set_enum("PixelFormat", cfg.pixel_format)
         self._set_first(("ExposureTime", "ExposureTimeAbs"), cfg.exposure_us)
         if not self._set_first(("Gain", "GainAbs"), cfg.gain_db) and cfg.gain_db:
