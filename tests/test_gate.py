@@ -106,6 +106,16 @@ def test_sequencer_counts_bounces_and_gaps():
     assert seq.counts == {"events": 3, "bounces": 1, "missed": 0, "duplicates": 1}
 
 
+def test_pulses_between_polls_advance_the_numbering():
+    """What the modem gate does when the port's edge counter shows pulses no poll saw."""
+    seq = Sequencer(debounce_ms=5)
+    assert seq.edge(0).seq == 1
+    assert seq.in_debounce(4_000_000) and not seq.in_debounce(6_000_000)
+    seq.skipped(2)
+    assert seq.edge(100_000_000).seq == 4  # containers 2 and 3 passed unseen
+    assert seq.counts["missed"] == 2
+
+
 def test_simulated_gate_fires_at_line_speed_in_order():
     with build_gate(gate_config(driver="simulated"), LineConfig(speed_cpm=1200, travel_time_ms=1000)) as gate:
         events = collect(gate, 3)

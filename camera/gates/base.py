@@ -62,6 +62,16 @@ class Sequencer:
         return GateEvent(seq=seq, t_ns=t_ns, raw=raw)
 
 
+    def in_debounce(self, t_ns: int) -> bool:
+        return self._last_t is not None and t_ns - self._last_t < self._debounce_ns
+
+    def skipped(self, count: int) -> None:
+        """`count` containers passed unseen (the port's edge counter says so): number past them."""
+        self.counts["missed"] += count
+        self._next += count
+        log.warning("gate: %d edge(s) happened between two polls and were not seen", count)
+
+
 class Gate(ABC):
     driver: ClassVar[str]
 
