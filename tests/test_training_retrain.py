@@ -44,3 +44,35 @@ def test_retrain_promotes_better_and_refuses_worse(tmp_path):
     # registered for the record, but the line keeps the better model
     assert registry.active_version() == better.package.version
     assert set(registry.versions()) == {"weak", better.package.version, worse.package.version}
+
+
+def test_labelled_views_come_from_the_database(tmp_path):
+    from datetime import datetime, timezone
+
+    import cv2
+    import numpy as np
+
+    from engines.training.retrain import labels_from_db
+    from storage.db import STORED, Container, Label, View, open_database
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((40, 60, 3), 128, np.uint8))
+    db = open_database(f"sqlite:///{tmp_path / 'edge.db'}")
+    t = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+    with db.session() as session:
+        for seq, labelled in ((7, True), (8, False)):
+            c = Container(line_id="l", seq=seq, t_gate=t, decision="reject", n_views=1)
+            v = View(view=2, camera_id="cam", image_file="images/a.png", image_state=STORED, labelled=labelled)
+            if labelled:
+                v.labels.append(Label(class_name="oil", x1=1, y1=2, x2=11, y2=12, source="test", created=t))
+            c.views.append(v)
+            session.add(c)
+        session.commit()
+    db.close()
+    labels = labels_from_db(f"sqlite:///{tmp_path / 'edge.db'}", tmp_path)
+    assert len(labels.images) == 1
+    image = labels.images[0]
+    assert (image.container_seq, image.view, image.width, image.height) == (7, 2, 60, 40)
+    assert image.classes == ["oil"] and image.boxes.tolist() == [[1, 2, 11, 12]]
+    assert labels_from_db(f"sqlite:///{tmp_path / 'edge.db'}", tmp_path, since=datetime(2027, 1, 1,
+                                                                                        tzinfo=timezone.utc)).images == []

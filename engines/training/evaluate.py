@@ -27,6 +27,7 @@ from storage.labels import LabelSet
 log = logging.getLogger(__name__)
 
 EVAL_THRESHOLD = 0.001  # keep low-score detections: AP integrates over all of them
+CALIBRATION_FLOOR = 0.05  # calibrated thresholds never go lower: few good samples say little about noise
 Predict = Callable[[list[np.ndarray]], list[Detections]]
 
 
@@ -139,7 +140,7 @@ class Containers:
         Start with every class just above its highest score on a good container (no
         false rejects), then repeatedly lower the one class whose next step catches the
         most defective containers per good container it newly rejects, while the budget
-        lasts. Classes that never fire on good containers go down to the floor.
+        lasts. Classes that never fire on good containers go down to CALIBRATION_FLOOR.
         """
         good, bad = self.scores[~self.defective], self.scores[self.defective]
         allowed = self.allowed_false_rejects(target_fr)
@@ -169,7 +170,7 @@ class Containers:
                 if best is None or value > best[0]:
                     best = (value, k, trial)
             if best is None:
-                return thresholds
+                return np.maximum(thresholds, np.float32(CALIBRATION_FLOOR))
             position[best[1]] += 1
             thresholds = best[2]
 
@@ -211,7 +212,7 @@ def format_report(metrics: dict) -> list[str]:
     lines.append(f"containers: {conf['defective_containers']} defective, {conf['good_containers']} good")
     lines.append(f"at configured thresholds: escape {pct(conf['escape_rate'])}, "
                  f"false reject {pct(conf['false_reject_rate'])}")
-    lines.append(f"at threshold {tgt['threshold']:.3f} (false rejects <= {pct(tgt['target_false_reject_rate'])}): "
+    lines.append(f"at threshold {tgt['threshold']:.4f} (false rejects <= {pct(tgt['target_false_reject_rate'])}): "
                  f"escape {pct(tgt['escape_rate'])}, false reject {pct(tgt['false_reject_rate'])}")
     if "calibrated" in metrics:
         cal = metrics["calibrated"]

@@ -76,12 +76,12 @@ def labels_from_db(database_url: str, data_dir: Path, since: datetime | None = N
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
-    from storage.db import Container, View, open_database
+    from storage.db import STORED, Container, View, open_database
 
     db = open_database(database_url)
     try:
         with db.session() as session:
-            query = (select(View).join(Container).where(View.labelled.is_(True), View.image_file.is_not(None))
+            query = (select(View).join(Container).where(View.labelled.is_(True), View.image_state == STORED)
                      .options(selectinload(View.labels), selectinload(View.container)))
             if since is not None:
                 query = query.where(Container.t_gate >= since)
