@@ -179,7 +179,12 @@ class CameraWorker:
     def _drain(self, index: int) -> Capture | None:
         """Discard images that were waiting before this trigger; on a hardware trigger, one may be ours."""
         while True:
-            capture = self.camera.grab(0)
+            try:
+                capture = self.camera.grab(0)
+            except ViewMissing as exc:  # an earlier trigger's failed buffer: not this view's
+                self.counts["failed"] += 1
+                log.warning("camera %s: failed buffer before the trigger discarded: %s", self.camera.id, exc)
+                continue
             if capture is None:
                 return None
             if (self.camera.hardware_trigger and not self.camera.free_run and capture.counter is not None
