@@ -190,7 +190,8 @@ class CameraWorker:
             if (self.camera.hardware_trigger and not self.camera.free_run and capture.counter is not None
                     and self._matcher.classify(capture.counter, index) == "match"):
                 return capture
-            self._unmatched(capture, "it arrived before the trigger")
+            if not self.camera.free_run:  # a free-running camera's older images are expected
+                self._unmatched(capture, "it arrived before the trigger")
 
     def _await(self, index: int, job: Job) -> Capture | None:
         while True:
