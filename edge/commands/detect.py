@@ -95,16 +95,16 @@ def read_image(path: Path) -> np.ndarray:
               help="Folder for the annotated images [default: <data_dir>/detections].")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="One score threshold for every class [default: the config's per-class thresholds].")
+@click.option("--imgsz", type=int, default=None, help="Input size, a multiple of 32 [default: engine.imgsz].")
 @vocab_option
 @config_option
 def command(images: tuple[Path, ...], model: str | None, runtime: str | None, out_dir: Path | None,
-            threshold: float | None, vocab: str | None, config_path: Path) -> None:
+            threshold: float | None, imgsz: int | None, vocab: str | None, config_path: Path) -> None:
     """Detect defects in IMAGE files; draw boxes into --out and print one line per detection."""
     from engines.runtimes import load_engine
 
     config, data_dir = engine_setup(config_path)
-    if runtime:
-        config = config.model_copy(update={"runtime": runtime})
+    config = config.model_copy(update={k: v for k, v in (("runtime", runtime), ("imgsz", imgsz)) if v})
     package = resolve_model(model or config.model, data_dir)
     out_dir = out_dir or data_dir / "detections"
     out_dir.mkdir(parents=True, exist_ok=True)
