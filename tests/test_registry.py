@@ -81,3 +81,26 @@ def test_ensure_default_copies_shipped_model_once(tmp_path):
 def test_ensure_default_without_shipped_model_says_so(tmp_path):
     with pytest.raises(StorageError, match="shipped model"):
         Registry(tmp_path / "data").ensure_default(tmp_path / "absent")
+
+
+def test_model_cli_list_activate_rollback(tmp_path, shipped_config_path):
+    from click.testing import CliRunner
+
+    from edge.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(shipped_config_path.read_text().replace("data_dir: data", f"data_dir: {tmp_path / 'data'}"))
+    runner = CliRunner()
+    for version in ("v1", "v2"):
+        result = runner.invoke(main, ["model", "register", str(make_package(tmp_path / "src", version)),
+                                      "--activate", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["model", "list", "--config", str(config)])
+    assert result.exit_code == 0 and "* v2" in result.output and "  v1" in result.output
+    result = runner.invoke(main, ["model", "rollback", "--config", str(config)])
+    assert result.exit_code == 0 and "active model: v1" in result.output
+    result = runner.invoke(main, ["model", "activate", "nope", "--config", str(config)])
+    assert result.exit_code == 2 and "not in the registry" in result.output
+    (tmp_path / "data" / "models" / "v2" / "text.npy").write_bytes(b"tampered")
+    result = runner.invoke(main, ["model", "activate", "v2", "--config", str(config)])
+    assert result.exit_code == 2 and "corrupt or tampered" in result.output

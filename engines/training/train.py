@@ -314,17 +314,16 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
                 break
         epoch += 1
         if rank == 0 and (epoch % cfg.val_every == 0 or step >= total):
-            recalibrate_bn(ema.module, dataset, text, epoch, cfg)
-            metrics = validate(ema.module, text, vocabulary, val, cfg)
-            log.info("epoch %d: val AP %.3f AP50 %.3f escape@%.0f%%FR %s", epoch, metrics["ap"], metrics["ap50"],
-                     100 * cfg.target_fr, metrics["at_target"]["escape_rate"])
-            history.append({"step": step, "epoch": epoch, "val": {k: metrics[k] for k in ("ap", "ap50", "ap75")}})
+            metrics = finish_epoch(ema.module, dataset, text, vocabulary, val, cfg, epoch, step, history)
         checkpoint()
         if world > 1:
             dist.barrier()
     bar.close()
 
     package = None
+    if rank == 0 and not any(h.get("step") == step and "val" in h for h in history):
+        # resumed at the end with a smaller --max-steps: the weights were never validated
+        metrics = finish_epoch(ema.module, dataset, text, vocabulary, val, cfg, epoch, step, history)
     if rank == 0:
         (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
         package = write_package(cfg, ema.module, vocabulary, embeddings, metrics, labels)
@@ -363,6 +362,17 @@ def recalibrate_bn(model: torch.nn.Module, dataset: CropDataset, text: torch.Ten
         m.momentum = momentum
     model.train(was_training)
     dataset.epoch = saved_epoch
+
+
+def finish_epoch(model, dataset, text, vocabulary, val, cfg: TrainConfig, epoch: int, step: int,
+                 history: list[dict]) -> dict:
+    """Precise BatchNorm, then validation; the figures go into the history."""
+    recalibrate_bn(model, dataset, text, epoch, cfg)
+    metrics = validate(model, text, vocabulary, val, cfg)
+    log.info("epoch %d: val AP %.3f AP50 %.3f escape %s at false rejects <= %g", epoch, metrics["ap"],
+             metrics["ap50"], metrics["at_target"]["escape_rate"], cfg.target_fr)
+    history.append({"step": step, "epoch": epoch, "val": {k: metrics[k] for k in ("ap", "ap50", "ap75")}})
+    return metrics
 
 
 def validate(model: torch.nn.Module, text: torch.Tensor, vocabulary, val, cfg: TrainConfig) -> dict:
