@@ -106,11 +106,11 @@ def export_batch(db: Database, data_dir: Path, out: Path, line_id: str, *, since
         query = query.where(Container.seq.in_(sorted(seqs)))
     report = ExportReport()
     manifest, labelled = [], []
-    (out / "views").mkdir(parents=True, exist_ok=True)
     with db.session() as session:
         rows = session.scalars(query).all()
         if not rows:
             raise StorageError("no container matches the selection; check --from/--to or --containers")
+        (out / "views").mkdir(parents=True, exist_ok=True)
         seen: set[int] = set()
         for c in tqdm(rows, desc="export", unit="container", disable=len(rows) < 50):
             if c.seq in seen:
