@@ -284,8 +284,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                              num_workers=cfg.workers, generator=loader_rng)
         model.train()
+        t0 = time.perf_counter()
         for images, targets in loader:
-            t0 = time.perf_counter()
             images = images.to(device, non_blocking=True)
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -302,7 +302,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
             step += 1
             if not math.isfinite(loss.item()):
                 raise EngineError(f"loss became {loss.item()} at step {step}; lower --lr or check the labels")
-            rate = len(images) * world / (time.perf_counter() - t0)
+            rate = len(images) * world / (time.perf_counter() - t0)  # data loading included
+            t0 = time.perf_counter()
             history.append({"step": step, "epoch": epoch + 1, "loss": round(loss.item(), 6),
                             "lr": optimizer.param_groups[0]["lr"], **{k: round(float(v), 6) for k, v in terms.items()}})
             bar.update(1)
