@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 REMEMBER = 100_000  # decided containers remembered, to recognise late results
 
-# Reasons, most specific first when several apply (a real defect wins over a late view).
+# Reasons, in the order that names the cause when several apply: a real defect first, then a
+# crash (which also makes the station drop views while the worker restarts).
 DEFECT, MISSING, CRASHED, LATE, OK = "defect", "missing view", "worker crashed", "late result", "ok"
 
 
@@ -149,7 +150,7 @@ class DecisionBook:
                 "t_capture_utc": None if t_capture is None else self._utc(t_capture),
                 "detections": detections, "rejecting": [d["class"] for d in hits],
             })
-        reason = next((r for r in (DEFECT, MISSING, CRASHED, LATE) if r in reasons), OK)
+        reason = next((r for r in (DEFECT, CRASHED, MISSING, LATE) if r in reasons), OK)
         decision = "reject" if reason != OK else "pass"
         if reason in (MISSING, CRASHED, LATE) and self.late_result == "pass":
             decision = "pass"

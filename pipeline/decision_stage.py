@@ -76,9 +76,16 @@ def run(ctx) -> None:
                     kind = msg["kind"]
                     if kind == "view":
                         codec.require(msg, "seq", "t_gate_ns", "view")
+                        before = dict(book.counts)
                         decision = book.view(msg, time.monotonic_ns())
                         if decision:
                             publish(decision)
+                        for key, reason in (("late_views", "late result"), ("unknown", "unknown container"),
+                                            ("duplicate", "duplicate result")):
+                            if book.counts[key] > before[key]:
+                                metrics.BAD.labels("decision", reason).inc()
+                                if key == "late_views":
+                                    metrics.FRAMES.labels("decision", "late", "after decision").inc()
                     elif kind == "gate":
                         codec.require(msg, "seq", "t_gate_ns")
                         book.gate(int(msg["seq"]), int(msg["t_gate_ns"]), time.monotonic_ns())

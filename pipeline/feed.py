@@ -91,6 +91,40 @@ def run(ctx) -> None:
     counts = {"gated": 0, "sent": 0, "dropped": 0, "missing": 0}
     announced: set[tuple[int, int]] = set()
 
+    gate_out: list[Outbox] = []  # created in the gate thread: a ZeroMQ socket belongs to one thread
+
+    def announce(seq: int, t_gate_ns: int, out: Outbox) -> None:
+        """Tell the decision stage a container exists (once), so its deadline runs from the gate."""
+        key = (seq, t_gate_ns)
+        if key in announced:
+            return
+        if len(announced) > 1000:
+            announced.clear()
+        announced.add(key)
+        counts["gated"] += 1
+        out.send([codec.pack("gate", seq=seq, t_gate_ns=t_gate_ns)])
+
+    def watch_gate(station) -> None:
+        """Announce each container at its gate event, not at its first frame: when the cameras
+        or the renderer are slow, the decision stage still rejects it at its deadline."""
+        gate = getattr(station, "gate", None)
+        if gate is None:
+            return
+        wait = gate.wait
+
+        def wait_and_announce(timeout_s):
+            event = wait(timeout_s)
+            if event is not None:
+                playlist, n = getattr(station, "_playlist", None), station.counts["containers"]
+                raw = playlist[n] if playlist is not None and n < len(playlist) else event.seq
+                if not gate_out:
+                    gate_out.append(Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage"))
+                with lock:
+                    announce(seqs(raw), event.t_ns, gate_out[0])
+            return event
+
+        gate.wait = wait_and_announce
+
     def notify(seq: int, frame: Frame, outcome: str, reason: str) -> None:
         decision.send([codec.pack("view", seq=seq, view=frame.view, t_gate_ns=frame.t_gate_ns,
                                   camera_id=frame.camera_id, outcome=outcome, reason=reason,
@@ -99,13 +133,7 @@ def run(ctx) -> None:
     def emit(frame: Frame) -> None:
         with lock:
             seq = seqs(frame.container_seq)
-            key = (seq, frame.t_gate_ns)
-            if key not in announced:
-                if len(announced) > 1000:
-                    announced.clear()
-                announced.add(key)
-                counts["gated"] += 1
-                decision.send([codec.pack("gate", seq=seq, t_gate_ns=frame.t_gate_ns)])
+            announce(seq, frame.t_gate_ns, decision)
             frame.container_seq = seq
             if frame.pixels is None:
                 counts["missing"] += 1
@@ -131,6 +159,7 @@ def run(ctx) -> None:
         except BaseException as exc:  # reported by the main thread, which owns the exit code
             failure.append(exc)
 
+    watch_gate(station)
     thread = threading.Thread(target=gate_loop, name="station", daemon=True)
     thread.start()
     ctx.state = "ready"
@@ -161,3 +190,5 @@ def run(ctx) -> None:
              counts["sent"], counts["dropped"], counts["missing"])
     frames.close(linger=3000)
     decision.sock.close(linger=3000)
+    for out in gate_out:
+        out.sock.close(linger=3000)

@@ -10,7 +10,6 @@ variable is set (stage processes inherit it).
 from __future__ import annotations
 
 import os
-import urllib.request
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -50,16 +49,3 @@ def process_gone(pid: int) -> None:
 
     if os.environ.get(ENV):
         multiprocess.mark_process_dead(pid)
-
-
-def scrape(address: str, timeout: float = 3.0) -> dict[str, list[tuple[dict, float]]]:
-    """Samples of an endpoint, by sample name: {name: [(labels, value), ...]}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as resp:
-        text = resp.read().decode()
-    samples: dict[str, list[tuple[dict, float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples.setdefault(s.name, []).append((s.labels, s.value))
-    return samples

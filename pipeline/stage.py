@@ -35,6 +35,10 @@ STAGES = {
 }
 
 
+# Stages that keep time and do little work run SCHED_FIFO where allowed (what, priority).
+REALTIME = {"decision": ("decision stage", 5), "relay": ("reject controller", 10)}
+
+
 class StageContext:
     def __init__(self, name: str, config: Any, options: dict[str, Any]) -> None:
         self.name = name
@@ -71,6 +75,22 @@ class StageContext:
         self.endpoints.close()
 
 
+def realtime_priority(what: str, priority: int) -> bool:
+    """Ask for SCHED_FIFO so a loaded PC cannot delay a deadline or a pulse.
+
+    Needs CAP_SYS_NICE or a LimitRTPRIO (packaging/edge.service sets it). Used by the
+    stages that keep time and do little work: the decision stage and the reject controller.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        logging.getLogger(__name__).info("%s runs at real-time priority (SCHED_FIFO %d)", what, priority)
+        return True
+    except (PermissionError, OSError, AttributeError) as exc:
+        logging.getLogger(__name__).warning(
+            "no real-time priority for the %s (%s); its timing depends on the machine's load", what, exc)
+        return False
+
+
 def _die_with_parent() -> None:
     """If the supervisor is killed outright, its stages follow (Linux PR_SET_PDEATHSIG)."""
     try:
@@ -91,6 +111,8 @@ def main(name: str, config_json: dict[str, Any], options: dict[str, Any]) -> Non
     config = AppConfig.model_validate(config_json)
     kind = name.split("-")[0]
     module = importlib.import_module(STAGES[kind])
+    if kind in REALTIME:  # before any thread exists: ZeroMQ's I/O thread inherits the policy
+        realtime_priority(*REALTIME[kind])
     ctx = StageContext(name, config, options)
     try:
         module.run(ctx)

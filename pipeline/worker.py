@@ -51,7 +51,8 @@ def resolve_package(config):
 def load_real_engine(config):
     from engines.runtimes import load_engine
 
-    return load_engine(resolve_package(config), config.engine, Path(config.data_dir) / "cache" / "engines")
+    return load_engine(resolve_package(config), config.engine, Path(config.data_dir) / "cache",
+                       data_dir=Path(config.data_dir))
 
 
 def active_marker(data_dir: Path) -> tuple[int, str] | None:

@@ -72,6 +72,7 @@ def run(ctx) -> None:
     images: dict[int, dict[int, np.ndarray]] = {}
     arrived: dict[int, float] = {}
     pending: list[tuple[float, dict]] = []  # (write no later than, decision)
+    stored: dict[int, None] = {}  # recent containers, to drop their late images quietly
     counts = {"stored": 0, "images": 0, "images_expired": 0, "bad": 0, "errors": 0}
 
     def ready(decision: dict) -> bool:
@@ -82,6 +83,9 @@ def run(ctx) -> None:
         seq = decision["seq"]
         views = images.pop(seq, {})
         arrived.pop(seq, None)
+        stored[seq] = None
+        if len(stored) > 10_000:
+            stored.pop(next(iter(stored)))
         try:
             recorder.record(decision, views)
             counts["stored"] += 1
@@ -104,7 +108,10 @@ def run(ctx) -> None:
                 try:
                     msg = codec.unpack(parts)
                     codec.require(msg, "seq", "view", "shape")
-                    images.setdefault(int(msg["seq"]), {})[int(msg["view"])] = codec.image_from_parts(msg, parts)
+                    pixels = codec.image_from_parts(msg, parts)
+                    if int(msg["seq"]) in stored:  # a late view of a container already decided
+                        continue
+                    images.setdefault(int(msg["seq"]), {})[int(msg["view"])] = pixels
                     arrived.setdefault(int(msg["seq"]), time.monotonic())
                     counts["images"] += 1
                 except (ValueError, KeyError, TypeError) as exc:

@@ -4,10 +4,10 @@ a reader on the relay's pseudo-terminal, and database queries."""
 from __future__ import annotations
 
 import os
-import select
+import subprocess
+import sys
 import socket
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -46,12 +46,14 @@ def tiny_package(path: Path, version: str = "tiny-1"):
                                vocabulary=list(CLASSES), embeddings=emb)
 
 
-def export_cache(package, cache_dir: Path) -> None:
-    """Export the ONNX graph once (the slow part) into a cache the tests copy."""
+def ship_onnx(package) -> None:
+    """Export the ONNX graph once (the slow part) and ship it in the package as model.onnx."""
     from engines.config import EngineConfig
-    from engines.runtimes import load_engine
+    from engines.runtimes import ensure_onnx
 
-    load_engine(package, EngineConfig(imgsz=IMGSZ, threads=1), cache_dir).close()
+    scratch = package.path.parent / "scratch"
+    onnx = ensure_onnx(package, EngineConfig(imgsz=IMGSZ), scratch, data_dir=scratch)
+    package.add_file("model.onnx", onnx)
 
 
 def line_config(tmp: Path, package: Path, *, threshold: float = 0.05, speed_cpm: float = 60,
@@ -70,34 +72,39 @@ def line_config(tmp: Path, package: Path, *, threshold: float = 0.05, speed_cpm:
     return path
 
 
-class PtyReader(threading.Thread):
-    """Reads the relay's pseudo-terminal and stamps each relay-on command (monotonic ns)."""
+READER = r"""
+import os, select, signal, sys, time
+try:  # stamp arrivals as promptly as the relay sends them, whatever the machine's load
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+except OSError:
+    pass
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+on, data, stamps = bytes.fromhex(sys.argv[2]), b"", []
+signal.signal(signal.SIGTERM, lambda *_: (print(" ".join(map(str, stamps)), flush=True), os._exit(0)))
+print("ready", flush=True)
+while True:
+    if select.select([fd], [], [], 0.5)[0]:
+        t = time.monotonic_ns()
+        before = data.count(on)
+        data += os.read(fd, 4096)
+        stamps += [t] * (data.count(on) - before)
+"""
+
+
+class PtyReader:
+    """Reads the relay's pseudo-terminal in its own process (no GIL shared with the test) and
+    stamps each relay-on command with the monotonic clock, which all processes share."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(daemon=True)
-        self.fd = os.open(name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        self.proc = subprocess.Popen([sys.executable, "-c", READER, name, ON.hex()],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
         self.on_times: list[int] = []
-        self.data = b""
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.05)
-            if not ready:
-                continue
-            t = time.monotonic_ns()
-            try:
-                chunk = os.read(self.fd, 4096)
-            except OSError:
-                return
-            before = self.data.count(ON)
-            self.data += chunk
-            self.on_times += [t] * (self.data.count(ON) - before)
 
     def close(self) -> None:
-        self.stop.set()
-        self.join(2)
-        os.close(self.fd)
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        self.on_times = [int(t) for t in out.split()]
 
 
 def wait_for(predicate, timeout: float, what: str):
@@ -106,7 +113,7 @@ def wait_for(predicate, timeout: float, what: str):
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(0.002)
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -1,0 +1,163 @@
+"""The whole line, end to end, as `edge run` runs it: synthetic cameras, simulated gate,
+ONNX Runtime on a tiny real RTVP package, a real SQLite file, the relay on a real
+pseudo-terminal read from the other side. Kill -9 of a worker, SIGTERM mid-run, and bad
+input thrown at the running stages' sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+import zmq
+
+from pipeline import codec
+from pipeline.metrics_read import scrape
+from test_line_support import PtyReader, db_rows, line_config, ship_onnx, tiny_package, wait_for
+
+TOLERANCE_NS = 10_000_000  # a pulse within 10 ms of its due time, seen from the reader side
+TRAVEL_MS = 1500
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    ship_onnx(tiny_package(root / "tiny-1"))
+    return root
+
+
+def start(tmp_path: Path, model: Path, *args: str, **overrides):
+    """Start `edge run`; the pty reader is listening before the station takes its first container."""
+    config = line_config(tmp_path, model / "tiny-1", travel_ms=TRAVEL_MS, **overrides)
+    data = tmp_path / "data"
+    log = open(tmp_path / "edge.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config), *args],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    pty = data / "run" / "relay.pty"
+    wait_for(lambda: pty.exists() or proc.poll() is not None, 180, "the relay to open")
+    assert proc.poll() is None, (tmp_path / "edge.log").read_text()[-3000:]
+    reader = PtyReader(pty.read_text())
+    wait_for(lambda: "station" in _stages(data) or proc.poll() is not None, 180, "the line to start")
+    assert proc.poll() is None, (tmp_path / "edge.log").read_text()[-3000:]
+    return proc, data, config, reader
+
+
+def _stages(data: Path) -> dict:
+    try:
+        return json.loads((data / "run" / "stages.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def journal(data: Path, kind: str = "pulse") -> list[dict]:
+    path = data / "relay" / "outputs.jsonl"
+    if not path.exists():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
+
+
+def check_one_decision_each(data: Path) -> list[tuple]:
+    rows = db_rows(data, "SELECT seq, decision, reason, n_views FROM containers ORDER BY seq")
+    seqs = [r[0] for r in rows]
+    assert len(seqs) == len(set(seqs)), "a container decided twice"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a container is missing"
+    views = db_rows(data, "SELECT c.seq, count(v.id) FROM containers c JOIN views v ON v.container_id = c.id "
+                          "GROUP BY c.seq")
+    assert all(n == 6 for _, n in views) and len(views) == len(rows), "every frame has one outcome"
+    return rows
+
+
+def check_pulses(data: Path, reader: PtyReader, rows: list[tuple]) -> None:
+    rejects = sorted(seq for seq, decision, *_ in rows if decision == "reject")
+    pulses = journal(data)
+    assert sorted(p["seq"] for p in pulses) == rejects, "one pulse per reject, none for passes"
+    assert len(reader.on_times) == len(rejects)
+    due = sorted(p["due_ns"] for p in pulses)
+    errors = [seen - d for seen, d in zip(sorted(reader.on_times), due)]
+    assert all(-TOLERANCE_NS < e < TOLERANCE_NS for e in errors), sorted(errors)[-3:]
+
+
+def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
+    n = 20
+    proc, data, _, reader = start(tmp_path, model, "--containers", str(n))
+    wait_for(lambda: len(journal(data)) >= 4, 120, "the first pulses")
+    victim = _stages(data)["worker-0"]
+    seq_file = data / "run" / "last_seq"
+    first = seq_file.read_text()
+    wait_for(lambda: seq_file.read_text() not in (first, ""), 30, "a new container at the gate")
+    os.kill(victim, signal.SIGKILL)  # its views are in the worker now
+    assert proc.wait(timeout=240) == 0, (tmp_path / "edge.log").read_text()[-3000:]
+    time.sleep(0.2)
+    reader.close()
+    log = (tmp_path / "edge.log").read_text()
+    assert _stages(data)["worker-0"] != victim and "worker-0" in log and "died" in log
+    rows = check_one_decision_each(data)
+    assert len(rows) == n
+    reasons = {reason for _, _, reason, _ in rows}
+    assert "worker crashed" in reasons, reasons
+    assert all(decision == "reject" for _, decision, *_ in rows)  # threshold 0.05: every view rejects
+    check_pulses(data, reader, rows)
+    assert "done: 20 containers" in log
+
+
+def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, model):
+    proc, data, config, reader = start(tmp_path, model)
+    address = yaml.safe_load(config.read_text())["metrics"]["address"]
+    ctx = zmq.Context()
+    observer = ctx.socket(zmq.SUB)
+    observer.setsockopt(zmq.SUBSCRIBE, b"")
+    observer.connect(f"ipc://{data}/run/decisions")
+    assert observer.poll(60_000), "no decision published"
+    decided = codec.unpack(observer.recv_multipart())
+    results = ctx.socket(zmq.PUSH)
+    results.connect(f"ipc://{data}/run/results")
+    relay = ctx.socket(zmq.PUSH)
+    relay.connect(f"ipc://{data}/run/relay")
+    storage = ctx.socket(zmq.PUSH)
+    storage.connect(f"ipc://{data}/run/storage")
+    results.send(b"\xff\x00 not json")                                  # malformed
+    results.send(codec.pack("view", seq=1))                              # truncated
+    results.send(codec.pack("view", seq=10**9, t_gate_ns=1, view=0))    # unknown container
+    late = decided["views"][0] | {"kind": "view", "seq": decided["seq"], "t_gate_ns": decided["t_gate_ns"],
+                                  "outcome": "inferred", "detections": []}
+    results.send(codec.pack(**late))                                     # late, clean: must not flip
+    relay.send(codec.pack(**{**decided, "kind": "decision"}))            # a second decision: no 2nd pulse
+    relay.send(b"{")
+    storage.send_multipart([b'{"kind": "decision", "seq": 5}'])
+    samples = wait_for(lambda: _bad(address) >= 6 and scrape(address), 30, "bad input to be counted")
+    status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--address", address],
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and "rejects by reason" in status.stdout, status.stderr
+    wait_for(lambda: len(journal(data)) >= 3, 60, "pulses")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, (tmp_path / "edge.log").read_text()[-3000:]
+    time.sleep(0.2)
+    reader.close()
+    for s in (observer, results, relay, storage):
+        s.close(0)
+    rows = check_one_decision_each(data)
+    gated = int((data / "run" / "last_seq").read_text())
+    assert rows[-1][0] == gated, "the containers in flight at SIGTERM were decided and stored"
+    first = [r for r in rows if r[0] == decided["seq"]][0]
+    assert first[1] == decided["decision"]
+    check_pulses(data, reader, rows)
+    bad: dict[tuple[str, str], float] = {}
+    for labels, v in samples["edge_bad_messages_total"]:
+        bad[labels["stage"], labels["reason"]] = bad.get((labels["stage"], labels["reason"]), 0) + v
+    late = bad.pop(("decision", "late result"))
+    assert late >= 1  # ours, and any the loaded machine produced itself: none changed a decision
+    assert bad == {("decision", "malformed"): 2, ("relay", "malformed"): 1, ("writer", "malformed"): 1,
+                   ("decision", "unknown container"): 1}
+
+
+def _bad(address: str) -> float:
+    try:
+        return sum(v for _, v in scrape(address).get("edge_bad_messages_total", []))
+    except OSError:
+        return 0
