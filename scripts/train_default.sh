@@ -24,7 +24,10 @@ if [ ! -f "$WORK/run/rtvp-n-synth/manifest.json" ]; then
     --half-weights --version rtvp-n-synth --out "$WORK/run" "${RESUME[@]}"
 fi
 
-# Figures for the manifest and docs/training.md: the unseen test set, and zero-shot
-# (a model trained on the split's base names, prompted with its novel names).
-edge eval "$WORK/run/rtvp-n-synth" --data "$WORK/test" --runtime onnxruntime --target-fr 0.01 \
-  --json "$WORK/test_metrics.json"
+# Ship it (weights and text embeddings; the ONNX graph is exported on first use) and
+# record its figures on the unseen test set in its manifest.
+rm -rf models/rtvp-n-synth
+cp -r "$WORK/run/rtvp-n-synth" models/rtvp-n-synth
+chmod 755 models/rtvp-n-synth
+edge eval models/rtvp-n-synth --data "$WORK/test" --runtime onnxruntime --imgsz 640 --target-fr 0.01 \
+  --record test --json "$WORK/test_metrics.json"

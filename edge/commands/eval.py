@@ -27,10 +27,13 @@ from engines.config import EngineConfig
               help="Runtime (default: config.yaml's engine.runtime).")
 @click.option("--imgsz", type=int, default=None, help="Input size (default: config.yaml's engine.imgsz).")
 @click.option("--batch", type=int, default=6, show_default=True, help="Views per forward pass.")
+@click.option("--record", default=None,
+              help="Also store the figures in the package manifest under metrics.RECORD (e.g. test).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here.")
 @config_option
 def command(model: str, data: Path, vocab: str | None, split: Path | None, target_fr: float, calibrate: bool,
-            runtime: str | None, imgsz: int | None, batch: int, json_out: Path | None, config_path: Path) -> None:
+            runtime: str | None, imgsz: int | None, batch: int, record: str | None, json_out: Path | None,
+            config_path: Path) -> None:
     """Evaluate MODEL (active, a registered version, or a package folder) on labelled views.
 
     Prints COCO AP, AP50, AP75, APs and per-class AP (pycocotools), and the container
@@ -62,3 +65,8 @@ def command(model: str, data: Path, vocab: str | None, split: Path | None, targe
                    + ", ".join(f"{k} {v:.3f}" for k, v in metrics["calibrated"]["thresholds"].items()))
     if json_out:
         json_out.write_text(json.dumps(metrics, indent=2))
+    if record:
+        package.update(metrics={**package.manifest.get("metrics", {}),
+                                record: {**metrics, "data": str(data), "runtime": engine_config.runtime,
+                                         "imgsz": engine_config.imgsz}})
+        click.echo(f"figures stored in {package.path / 'manifest.json'} under metrics.{record}")
