@@ -31,3 +31,20 @@ cp -r "$WORK/run/rtvp-n-synth" models/rtvp-n-synth
 chmod 755 models/rtvp-n-synth
 edge eval models/rtvp-n-synth --data "$WORK/test" --runtime onnxruntime --imgsz 640 --target-fr 0.01 \
   --record test --json "$WORK/test_metrics.json"
+
+# The zero-shot figure comes from scripts/train_zero_shot.sh (a model that saw only the
+# split's base names); it is stored beside the shipped model's own figures.
+if [ -f "$WORK/zs_novel_metrics.json" ]; then
+  python - "$WORK" <<'PY'
+import json, sys
+from engines.package import ModelPackage
+work = sys.argv[1]
+package = ModelPackage.load("models/rtvp-n-synth")
+novel = json.load(open(f"{work}/zs_novel_metrics.json"))
+base = json.load(open(f"{work}/zs_base_metrics.json"))
+keys = ("ap", "ap50", "ap75", "per_class", "at_target", "images", "vocabulary")
+package.update(zero_shot={
+    "model": "rtvp-tiny trained on the base names of models/split-synth.json (scripts/train_zero_shot.sh)",
+    "novel": {k: novel[k] for k in keys}, "base": {k: base[k] for k in keys}})
+PY
+fi
