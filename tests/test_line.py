@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,13 +33,13 @@ def model(tmp_path_factory):
     return root
 
 
-def start(tmp_path: Path, model: Path, *args: str, **overrides):
+def start(tmp_path: Path, model: Path, *args: str, env: dict | None = None, **overrides):
     """Start `edge run`; the pty reader is listening before the station takes its first container."""
     config = line_config(tmp_path, model / "tiny-1", travel_ms=TRAVEL_MS, **overrides)
     data = tmp_path / "data"
     log = open(tmp_path / "edge.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config), *args],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, **(env or {})})
     pty = data / "run" / "relay.pty"
     wait_for(lambda: pty.exists() or proc.poll() is not None, 180, "the relay to open")
     assert proc.poll() is None, (tmp_path / "edge.log").read_text()[-3000:]
@@ -85,7 +86,10 @@ def check_pulses(data: Path, reader: PtyReader, rows: list[tuple]) -> None:
 
 def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     n = 20
-    proc, data, _, reader = start(tmp_path, model, "--containers", str(n))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    proc, data, _, reader = start(tmp_path, model, "--containers", str(n),
+                                  env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})
     wait_for(lambda: len(journal(data)) >= 4, 120, "the first pulses")
     victim = _stages(data)["worker-0"]
     seq_file = data / "run" / "last_seq"
@@ -104,6 +108,16 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     assert all(decision == "reject" for _, decision, *_ in rows)  # threshold 0.05: every view rejects
     check_pulses(data, reader, rows)
     assert "done: 20 containers" in log
+    notify.setblocking(False)
+    said = []
+    while True:
+        try:
+            said.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    ready = [i for i, m in enumerate(said) if "READY=1" in m]
+    assert len(ready) == 1 and any("WATCHDOG=1" in m for m in said[ready[0]:])
+    assert any(m.startswith("STATUS=line: ") for m in said) and "STOPPING=1" in said[-1]
 
 
 def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, model):
