@@ -57,8 +57,17 @@ def run(station, containers=None, stop=None) -> list:
 
 def test_batch_replay_keeps_the_batch_seqs_and_reports_absent_views(tmp_path):
     batch = write_batch(tmp_path / "batch", [17, 18, 40], absent={(18, 4)})
+    gated, frames = [], []
     with build_station(camera_configs("batch", path=str(batch)), GATE, LINE) as station:
-        frames = run(station)  # the batch ends the run
+        assert station.playlist == [17, 18, 40]
+
+        def emit(frame):
+            assert frame.container_seq in [seq for seq, _ in gated]  # announced before its frames
+            frames.append(frame)
+
+        station.run(emit, threading.Event(), on_gate=lambda seq, t: gated.append((seq, t)))  # ends with the batch
+    assert [seq for seq, _ in gated] == [17, 18, 40]
+    assert {(f.container_seq, f.t_gate_ns) for f in frames} == set(gated)
     assert sorted((f.container_seq, f.view) for f in frames) == [(s, v) for s in (17, 18, 40) for v in range(6)]
     for f in frames:
         if (f.container_seq, f.view) == (18, 4):
