@@ -18,6 +18,8 @@ from storage.records import ContainerRecord, EventRecord
 from storage.stats import line_stats
 from storage.writer import Recorder
 
+IMAGES: dict = {}  # rendered once per session: the tests are about storage, not drawing
+
 
 def postgres_url() -> str:
     """A fresh, empty schema on the test server; skip where there is none."""
@@ -115,7 +117,7 @@ def test_recorder_round_trip(database_url, tmp_path):
         for seq in range(1, 11):  # rejects: 5 and 10; sampled passes: 4 and 8
             c = synthetic.container(seq)
             c.views[2].missing = "timeout"
-            images = synthetic.images(seq)
+            images = synthetic.images(seq, IMAGES)
             del images[2]
             rec.record(c, images)
         rec.event(EventRecord(kind="frames dropped", camera_id="cam-2", count=3))
@@ -144,8 +146,8 @@ def test_training_samples_are_png_whatever_the_policy(tmp_path):
     with Recorder(f"sqlite:///{tmp_path}/edge.db", tmp_path, config) as rec:
         sample = synthetic.container(3, decision="pass")
         sample.training_sample = True
-        rec.record(sample, synthetic.images(3))
-        rec.record(synthetic.container(7, decision="pass"), synthetic.images(7))
+        rec.record(sample, synthetic.images(3, IMAGES))
+        rec.record(synthetic.container(7, decision="pass"), synthetic.images(7, IMAGES))
     files = sorted(p.name for p in (tmp_path / "images").rglob("*.*"))
     assert len(files) == 6 and all(f.endswith("_000003_v%d.png" % i) for i, f in enumerate(files))
 
@@ -198,7 +200,7 @@ def test_repair_fixes_what_a_crash_leaves(database_url, tmp_path):
     config = StorageConfig(keep_images="all")
     with Recorder(database_url, tmp_path, config) as rec:
         for seq in range(3):
-            rec.record(synthetic.container(seq), synthetic.images(seq))
+            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
     db = open_database(database_url)
     store = ImageStore(tmp_path, config)
     day = tmp_path / "images/2026/11/25"
@@ -256,11 +258,11 @@ def test_lines_sharing_a_server_database_keep_to_their_own_images(tmp_path):
     config = StorageConfig(keep_images="all", quota_gb=3 * 6 * 80_000 / 1e9)
     with Recorder(url, tmp_path / "a", config, line_id="line-a") as rec:
         for seq in range(3):
-            rec.record(synthetic.container(seq, line_id="line-a"), synthetic.images(seq))
+            rec.record(synthetic.container(seq, line_id="line-a"), synthetic.images(seq, IMAGES))
     with Recorder(url, tmp_path / "b", config, line_id="line-b") as rec:  # its repair must not touch line-a
         assert rec.repair_report.clean
         for seq in range(10):
-            rec.record(synthetic.container(seq, line_id="line-b"), synthetic.images(seq))
+            rec.record(synthetic.container(seq, line_id="line-b"), synthetic.images(seq, IMAGES))
         rec.event(EventRecord(kind="camera lost", camera_id="cam-1"))
     db = open_database(url)
     with db.session() as s:

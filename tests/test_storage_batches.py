@@ -6,8 +6,6 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -22,6 +20,7 @@ from storage.labels import LabelledImage, read_coco, write_coco
 from storage.writer import Recorder
 
 CLASSES = list(synthetic.CLASSES)
+IMAGES: dict = {}  # rendered once per session
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def line(tmp_path, shipped_config_path) -> Path:
     config = load_config(path)
     with Recorder(config.database_url, config.data_dir, config.storage) as rec:
         for seq in range(1, 11):
-            rec.record(synthetic.container(seq), synthetic.images(seq))
+            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
     return path
 
 
@@ -186,7 +185,7 @@ def test_replay_store_is_apart_from_the_line(line, tmp_path):
     url, folder = replay_store(config.data_dir, "run-1")
     assert url != config.database_url and folder.is_relative_to(config.data_dir)
     with Recorder(url, folder, config.storage) as rec:
-        rec.record(synthetic.container(1), synthetic.images(1))
+        rec.record(synthetic.container(1), synthetic.images(1, IMAGES))
     db = open_database(config.database_url)
     with db.session() as s:
         assert len(s.scalars(select(Container)).all()) == 10
