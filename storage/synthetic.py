@@ -13,6 +13,7 @@ import numpy as np
 
 from storage.records import ContainerRecord, ViewRecord
 
+# The renderer's vocabulary (camera.synth.CLASSES), repeated: storage must not import camera/.
 CLASSES = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
 HEIGHT, WIDTH = 820, 700
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
@@ -41,13 +42,14 @@ def container(seq: int, decision: str | None = None, detections_per_view: int = 
         dets = []
         for _ in range(detections_per_view):
             x, y = float(rng.uniform(0, WIDTH - 40)), float(rng.uniform(0, HEIGHT - 40))
-            dets.append({"class": CLASSES[int(rng.integers(len(CLASSES)))], "score": round(float(rng.uniform(0.05, 0.9)), 3),
+            dets.append({"class": CLASSES[int(rng.integers(len(CLASSES)))],
+                         "score": round(float(rng.uniform(0.05, 0.9)), 3),
                          "box": [x, y, x + float(rng.uniform(5, 40)), y + float(rng.uniform(5, 40))]})
-        views.append(ViewRecord(view=view, camera_id=f"cam-{view}", t_capture=t + timedelta(milliseconds=5 + 150 * (view >= 3)),
-                                detections=dets))
+        t_capture = t + timedelta(milliseconds=5 + 150 * (view >= 3))  # the right bank after the turn
+        views.append(ViewRecord(view=view, camera_id=f"cam-{view}", t_capture=t_capture, detections=dets))
     return ContainerRecord(seq=seq, line_id=line_id, t_gate=t, decision=decision,
-                           reason="defect" if decision == "reject" else None, latency_ms=float(rng.uniform(20, 80)),
-                           model_version=model_version, views=views)
+                           reason="defect" if decision == "reject" else None,
+                           latency_ms=float(rng.uniform(20, 80)), model_version=model_version, views=views)
 
 
 def images(seq: int, cache: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
