@@ -228,3 +228,12 @@ def test_shipped_onnx_in_the_package_is_used_when_it_fits(tmp_path) -> None:
     assert ensure_onnx(package, CONFIG, cache) == package.path / "model.onnx"
     other = CONFIG.model_copy(update={"imgsz": IMGSZ + 32})
     assert ensure_onnx(package, other, cache).parent == cache / "v1"
+
+
+def test_a_graph_exported_into_the_package_is_found_from_any_cache_dir(tmp_path) -> None:
+    package = make_package(tmp_path / "data" / "models" / "v1")
+    made_ahead = exported(package)  # what `edge export` leaves in <package>/cache/
+    # The pipeline's cache_dir is <data_dir>/cache/engines: its inferred data folder
+    # does not contain the package, yet the graph made ahead of time is used.
+    assert ensure_onnx(package, CONFIG, tmp_path / "data" / "cache" / "engines") == made_ahead
+    assert not (tmp_path / "data" / "cache" / "engines").exists()

@@ -6,10 +6,12 @@ ONNX Runtime and TensorRT run an exported ONNX file. A package that ships a
 `model.onnx` for the asked vocabulary and input size uses it; otherwise the graph is
 exported on first use. Exported files and TensorRT engines are written next to the
 model (<package>/cache/) when the package folder is writable and inside the data folder,
-else into `cache_dir/<version>/` (a registry copy or a read-only shipped model is never
-written to from outside the data folder). File names carry the input size, a hash of
-the vocabulary and its embeddings and the weights' hash, so a new vocabulary or new
-weights never reuse a stale graph.
+else into `cache_dir/<version>/` (a read-only or shipped model outside the data folder is
+never written to). <package>/cache/ is always looked in first, so a graph or engine made
+ahead of time by `edge export` / `edge engine build` is found whatever cache_dir a
+caller passes. File names carry the input size, a hash of the vocabulary and its
+embeddings and the weights' hash, so a new vocabulary or new weights never reuse a
+stale graph.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from engines.export import export_onnx, read_metadata, vocabulary_embeddings, vo
 from engines.package import ONNX, WEIGHTS, ModelPackage
 
 log = logging.getLogger(__name__)
+
+CACHE = "cache"  # the artifact folder inside a package
 
 # runtime name (EngineConfig.runtime) -> "module:class"; modules import their SDK lazily.
 RUNTIMES = {
@@ -48,8 +52,8 @@ def artifact_dir(package: ModelPackage, cache_dir: Path, data_dir: Path | None =
     """Where this package's exported graphs and engines go (see the module docstring)."""
     data_dir = Path(data_dir or Path(cache_dir).parent).resolve()
     path = package.path.resolve()
-    if path.is_relative_to(data_dir) and _writable(path / "cache"):
-        return path / "cache"
+    if path.is_relative_to(data_dir) and _writable(path / CACHE):
+        return path / CACHE
     return Path(cache_dir) / package.version
 
 
@@ -80,12 +84,15 @@ def ensure_onnx(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
     shipped = package.path / ONNX
     if shipped.is_file() and _fits(shipped, wanted):
         return shipped
-    path = artifact_dir(package, cache_dir, data_dir) / onnx_name(package, vocabulary, embeddings, config.imgsz)
-    if path.is_file():
-        if _fits(path, wanted):
-            return path
-        log.warning("%s: does not fit (damaged or other vocabulary); exporting again", path)
-    return export_onnx(package, path, vocabulary=vocabulary, imgsz=config.imgsz)
+    name = onnx_name(package, vocabulary, embeddings, config.imgsz)
+    target = artifact_dir(package, cache_dir, data_dir) / name
+    # <package>/cache/ first, whoever's cache_dir this is: `edge export` may have put it there.
+    for path in dict.fromkeys([package.path / CACHE / name, target]):
+        if path.is_file():
+            if _fits(path, wanted):
+                return path
+            log.warning("%s: does not fit (damaged or other vocabulary); exporting again", path)
+    return export_onnx(package, target, vocabulary=vocabulary, imgsz=config.imgsz)
 
 
 def _fits(path: Path, wanted: dict[str, str]) -> bool:
@@ -112,5 +119,9 @@ def load_engine(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
     if config.runtime == "torch":
         return cls(package, config=config, thresholds=thresholds, vocabulary=vocabulary, **options)
     onnx_path = ensure_onnx(package, config, cache_dir, vocabulary=vocabulary, data_dir=data_dir)
+    # The engine goes beside its graph when that is the package's cache (written under the
+    # data-folder rule), so `edge engine build` and the line find the same engine.
+    engines_dir = onnx_path.parent if onnx_path.parent == package.path / CACHE else artifact_dir(
+        package, cache_dir, data_dir)
     return cls(onnx_path, vocabulary=vocabulary, config=config, thresholds=thresholds,
-               cache_dir=artifact_dir(package, cache_dir, data_dir), **options)
+               cache_dir=engines_dir, **options)
