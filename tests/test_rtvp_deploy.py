@@ -9,6 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from test_rtvp_support import one_thread, unit_text  # noqa: F401
+
 from engines.rtvp import build_model
 
 FORBIDDEN = {"ScatterND", "ScatterElements", "Scatter", "NonZero", "Einsum", "GridSample"}
@@ -54,7 +56,7 @@ def test_deploy_equals_eval_and_exports(tmp_path, overrides):
     torch.manual_seed(0)
     hw = (160, 224)  # not a multiple of the 64/128-px patches: padding in the selection is exercised
     model = trained_like(build_model(scale="tiny", imgsz=hw[0], **overrides)).eval()
-    text = torch.nn.functional.normalize(torch.randn(4, 384), dim=-1)
+    text = unit_text(4, 384)
     images = torch.rand(2, 3, *hw)
     with torch.no_grad():
         boxes, scores = model(images, text)
@@ -81,7 +83,7 @@ def test_deploy_equals_eval_and_exports(tmp_path, overrides):
 
 def test_deploy_does_not_touch_the_training_model():
     model = build_model(scale="tiny", imgsz=128).train()
-    text = torch.nn.functional.normalize(torch.randn(2, 384), dim=-1)
+    text = unit_text(2, 384)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     deployed = model.deploy(text)
     deployed(torch.rand(1, 3, 128, 128))

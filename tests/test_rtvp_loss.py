@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from test_rtvp_support import one_thread, unit_text  # noqa: F401
+
 from engines.rtvp import build_model
 
 TARGETS = [{"boxes": torch.tensor([[20.0, 30.0, 60.0, 52.0], [100.0, 8.0, 104.0, 12.0]]), "labels": torch.tensor([0, 2])},
@@ -32,7 +34,7 @@ def setup():
     model = build_model(scale="tiny", imgsz=128)
     for conv in model.prompt.fusion:  # past step 0: the zero-initialised fusion passes gradient on
         torch.nn.init.normal_(conv.weight, std=0.05)
-    text = torch.nn.functional.normalize(torch.randn(3, 384), dim=-1)
+    text = unit_text(3, 384)
     return model, text
 
 
@@ -92,7 +94,7 @@ def test_term_gradients(setup, term, trains, untouched):
 def test_frozen_sam_gets_no_gradient_and_stays_in_eval():
     torch.manual_seed(0)
     model = build_model(scale="tiny", imgsz=128)
-    text = torch.nn.functional.normalize(torch.randn(3, 384), dim=-1)
+    text = unit_text(3, 384)
     for term in ("box", "rec", "aux"):
         _, _, got = term_grads(model, text, term, frozen_sam=True)
         assert not got["sam"]

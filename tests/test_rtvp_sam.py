@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from engines.errors import EngineError
+from test_rtvp_support import one_thread, unit_text  # noqa: F401
+
 from engines.rtvp import build_model
 
 DIMS, DEPTHS, HEADS, WINDOWS = (64, 128, 160, 320), (2, 2, 6, 2), (2, 4, 5, 10), (7, 7, 14, 7)
@@ -96,7 +98,7 @@ def test_official_state_dict_loads_strictly_and_freezes(tmp_path):
     model.train()
     assert not model.sam.training and model.expert.training  # BN statistics of SAM stay put
     before = model.sam.layers[0].blocks[0].conv1.bn.running_mean.clone()
-    text = torch.nn.functional.normalize(torch.randn(3, 384), dim=-1)
+    text = unit_text(3, 384)
     out = model(torch.rand(2, 3, 128, 160), text)
     assert torch.equal(before, model.sam.layers[0].blocks[0].conv1.bn.running_mean)
     assert out["logits"].shape[-1] == 3

@@ -7,6 +7,8 @@ import logging
 import pytest
 import torch
 
+from test_rtvp_support import one_thread, unit_text  # noqa: F401
+
 from engines.rtvp import build_model
 from engines.rtvp.info import summarize
 
@@ -26,7 +28,7 @@ def test_stage_shapes(scale, sam, hw, capsys):
               + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in summary["params"].items())
               + f"; total {summary['params_total'] / 1e6:.3f} M")
     k = 7
-    text = torch.nn.functional.normalize(torch.randn(k, 384), dim=-1)
+    text = unit_text(k, 384)
     images = torch.rand(1, 3, *hw)
     h, w = hw
     levels = [(h // s, w // s) for s in (8, 16, 32)]

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from engines.errors import EngineError
+from test_rtvp_support import one_thread, unit_text  # noqa: F401
+
 from engines.rtvp import RTVPConfig, build_model
 from engines.rtvp.text import TextEncoder
 
@@ -40,7 +42,7 @@ def test_weights_do_not_depend_on_the_vocabulary_size():
     b.load_state_dict(a.state_dict(), strict=True)
     b.eval()
     for k in (1, 9, 120):
-        text = torch.nn.functional.normalize(torch.randn(k, 384), dim=-1)
+        text = unit_text(k, 384)
         with torch.no_grad():
             assert b(torch.rand(1, 3, 96, 96), text)[1].shape[-1] == k
 

@@ -29,15 +29,21 @@ class LossWeights:
 class TaskAlignedAssigner(nn.Module):
     """Anchors inside a GT, top-k by score^alpha * CIoU^beta, one GT per anchor (ultralytics tal.py).
 
-    One change for tiny defects: the "anchor inside the GT" test uses the GT grown to at
-    least `min_size` px around its centre, so a 3-px black spot still gets anchors at
-    stride 8; the regression target stays the true box.
+    Two changes for tiny defects (a black spot is 3-14 px):
+    - the "anchor inside the GT" test uses the GT grown to at least `min_size` px around
+      its centre, so a 3-px spot still gets stride-8 anchors (the target stays the true box).
+      12, not 8: an 8-px box lying on cell edges holds no stride-8 centre strictly inside;
+    - overlaps of candidate anchors are floored at `min_iou`. At initialisation every
+      predicted box is ~15 cells wide; a 3-px GT then has CIoU ~ 0, its target score
+      (alignment x best overlap) is ~ 0, so neither its class nor its box is ever
+      trained: a deadlock the floor breaks. Above the floor nothing changes.
     """
 
-    def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, min_size: float = 8.0,
-                 eps: float = 1e-9):
+    def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, min_size: float = 12.0,
+                 min_iou: float = 0.1, eps: float = 1e-30):
         super().__init__()
         self.topk, self.alpha, self.beta, self.min_size, self.eps = topk, alpha, beta, min_size, eps
+        self.min_iou = min_iou
 
     @torch.no_grad()
     def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -83,7 +89,7 @@ class TaskAlignedAssigner(nn.Module):
         b, m = gt_bboxes.shape[:2]
         batch = torch.arange(b, device=pd_scores.device)[:, None].expand(-1, m)
         scores = pd_scores.permute(0, 2, 1)[batch, gt_labels[..., 0].long().clamp(0)]  # (B,M,A)
-        iou = ciou(gt_bboxes[:, :, None], pd_bboxes[:, None]).clamp(0)
+        iou = ciou(gt_bboxes[:, :, None], pd_bboxes[:, None]).clamp(min=self.min_iou)
         overlaps = iou * mask
         scores = scores * mask
         return scores.pow(self.alpha) * overlaps.pow(self.beta), overlaps

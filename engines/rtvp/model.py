@@ -165,6 +165,27 @@ class RTVP(RTVPGraph):
             out["recon"] = None
         return out
 
+    @torch.no_grad()
+    def recalibrate_bn(self, batches, text: torch.Tensor | np.ndarray) -> None:
+        """Recompute BN running statistics as exact averages over `batches` (image tensors).
+
+        Running averages (momentum 0.03) lag far behind fast-moving weights in short runs, and
+        eval() then sees stale statistics ("precise BN"). A frozen SAM keeps its statistics.
+        """
+        bns = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and not (self.sam_frozen and any(m is s for s in self.sam.modules()))]
+        saved = [(m.momentum, m.training) for m in bns]
+        was_training = self.training
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.train()
+        for images in batches:
+            self(images, text)
+        for m, (momentum, _) in zip(bns, saved):
+            m.momentum = momentum
+        self.train(was_training)
+
     def loss(self, out: dict, targets: list[dict]) -> tuple[torch.Tensor, dict[str, float]]:
         """targets: per image {"boxes": (n,4) xyxy input px, "labels": (n,) long} -> (total, terms)."""
         return self.loss_fn(out, targets)
