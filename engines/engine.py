@@ -71,6 +71,10 @@ class Engine(ABC):
             batch = self._input(len(chunk))
             letterboxes = letterbox_into(chunk, batch)
             boxes, scores = self._forward(batch)
+            if not (np.isfinite(scores[:len(chunk)]).all() and np.isfinite(boxes[:len(chunk)]).all()):
+                # A pass would be an escape: refuse (FP16 overflow in an engine, damaged weights).
+                raise EngineError(f"model {self.version}: NaN or infinite outputs; check the weights, or "
+                                  "use precision fp32 if this is an FP16 engine")
             results += decode(boxes[:len(chunk)], scores[:len(chunk)], letterboxes, self.thresholds,
                               self.vocabulary, self.iou, self.max_det)
         return results

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from engines.config import EngineConfig
 from engines.detections import Detections
-from engines.engine import class_thresholds
+from engines.engine import Engine, class_thresholds
 from engines.errors import EngineError
 from engines.export import check_deployable, read_metadata
 from engines.package import ModelPackage
@@ -237,3 +237,16 @@ def test_a_graph_exported_into_the_package_is_found_from_any_cache_dir(tmp_path)
     # does not contain the package, yet the graph made ahead of time is used.
     assert ensure_onnx(package, CONFIG, tmp_path / "data" / "cache" / "engines") == made_ahead
     assert not (tmp_path / "data" / "cache" / "engines").exists()
+
+
+def test_nan_outputs_are_an_error_not_a_pass() -> None:
+    class Broken(Engine):
+        def _forward(self, batch):
+            scores = np.zeros((len(batch), 10, 2), np.float32)
+            scores[0, 3, 1] = np.nan
+            return np.zeros((len(batch), 10, 4), np.float32), scores
+
+    engine = Broken(vocabulary=("oil", "bubble"), version="v1", imgsz=64,
+                    thresholds=np.array([0.5, 0.5], np.float32), iou=0.7)
+    with pytest.raises(EngineError, match="NaN or infinite"):
+        engine.infer(views([(64, 64)]))

@@ -166,7 +166,7 @@ def build_engine(trt, cuda, onnx_path: Path, *, precision: str, imgsz: int, max_
                       shape(max_batch), shape(max_batch))
     config.add_optimization_profile(profile)
     if precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in later 10.x
             log.warning("this GPU has no fast FP16; building %s anyway", precision)
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
@@ -221,7 +221,7 @@ class TensorRTEngine(Engine):
             self._device: dict[str, Any] = {}
             for i in range(self.engine.num_io_tensors):
                 name = self.engine.get_tensor_name(i)
-                dims = [max_batch if d == -1 else d for d in self.engine.get_tensor_shape(name)]
+                dims = tuple(max_batch if d == -1 else d for d in self.engine.get_tensor_shape(name))
                 self._host[name] = cuda.pagelocked_zeros(dims, trt.nptype(self.engine.get_tensor_dtype(name)))
                 self._device[name] = cuda.mem_alloc(self._host[name].nbytes)
                 self.execution.set_tensor_address(name, int(self._device[name]))
