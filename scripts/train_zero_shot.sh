@@ -23,3 +23,20 @@ edge eval "$WORK/zs/rtvp-tiny-base" --data "$WORK/test/first40.json" --vocab "oi
   --json "$WORK/zs_base_metrics.json"
 edge eval "$WORK/zs/rtvp-tiny-base" --data "$WORK/test/first40.json" --split "$SPLIT" --runtime onnxruntime \
   --json "$WORK/zs_novel_metrics.json"
+
+# Stored beside the shipped model's own figures (models/rtvp-n-synth, made by
+# scripts/train_default.sh).
+if [ -f models/rtvp-n-synth/manifest.json ]; then
+  python - "$WORK" <<'PY'
+import json, sys
+from engines.package import ModelPackage
+work = sys.argv[1]
+package = ModelPackage.load("models/rtvp-n-synth")
+novel = json.load(open(f"{work}/zs_novel_metrics.json"))
+base = json.load(open(f"{work}/zs_base_metrics.json"))
+keys = ("ap", "ap50", "ap75", "per_class", "at_target", "images", "vocabulary")
+package.update(zero_shot={
+    "model": "rtvp-tiny trained on the base names of models/split-synth.json (scripts/train_zero_shot.sh)",
+    "novel": {k: novel[k] for k in keys}, "base": {k: base[k] for k in keys}})
+PY
+fi
