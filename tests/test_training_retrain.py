@@ -76,3 +76,19 @@ def test_labelled_views_come_from_the_database(tmp_path):
     assert image.classes == ["oil"] and image.boxes.tolist() == [[1, 2, 11, 12]]
     assert labels_from_db(f"sqlite:///{tmp_path / 'edge.db'}", tmp_path, since=datetime(2027, 1, 1,
                                                                                         tzinfo=timezone.utc)).images == []
+
+
+def test_mixed_sources_keep_their_own_containers_and_files(tmp_path):
+    import numpy as np
+
+    from engines.training.retrain import _rooted
+    from storage.labels import LabelledImage
+
+    def view(seq, v):
+        return LabelledImage(f"images/{seq:06d}_v{v}.png", 10, 10, np.zeros((0, 4), np.float32), [], seq, v)
+
+    mixed = _rooted([(tmp_path / "new", view(7, 0)), (tmp_path / "new", view(7, 1)),
+                     (tmp_path / "old", view(7, 0))], ("oil",))
+    seqs = [im.container_seq for im in mixed.images]
+    assert seqs[0] == seqs[1] != seqs[2]
+    assert mixed.images[2].file == str((tmp_path / "old" / "images/000007_v0.png").resolve())

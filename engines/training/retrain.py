@@ -150,10 +150,12 @@ def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: E
     require_images(samples, f"new samples {source}")
     earlier = replay_sets(active)
     if holdout is None:
-        samples, holdout = split_containers(samples, holdout_share, seed)
-        for name, labels in earlier:  # the held-out set also checks that old defects are still found
+        samples, new_held = split_containers(samples, holdout_share, seed)
+        held = [(samples.root, image) for image in new_held.images]
+        for _, labels in earlier:  # the held-out set also checks that old defects are still found
             _, old_held = split_containers(restrict(labels, vocabulary), holdout_share, seed)
-            holdout.images.extend(old_held.images[:len(holdout.images)])
+            held += [(labels.root, image) for image in old_held.images[:len(new_held.images)]]
+        holdout = _rooted(held, vocabulary)
     holdout = restrict(holdout, vocabulary)
     require_images(samples, f"new samples {source} (after holding out {holdout_share:.0%})")
     require_images(holdout, "held-out set")
@@ -188,8 +190,17 @@ def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: E
 
 
 def _rooted(items: list[tuple[Path, LabelledImage]], vocabulary: tuple[str, ...]) -> LabelSet:
-    """One LabelSet over images from several folders (absolute file paths, root '/')."""
-    images = [replace(image, file=str((Path(root) / image.file).resolve())) for root, image in items]
+    """One LabelSet over images from several folders (absolute file paths, root '/').
+
+    Containers are renumbered per (folder, seq), so that two sources' container 7 stay
+    two containers in the line figures.
+    """
+    numbers: dict = {}
+    images = []
+    for root, image in items:
+        key = (str(root), image.container_seq if image.container_seq is not None else ("view", image.file))
+        images.append(replace(image, file=str((Path(root) / image.file).resolve()),
+                              container_seq=numbers.setdefault(key, len(numbers))))
     if not images:
         raise EngineError("no training images after mixing new samples and replay")
     return LabelSet(root=Path("/"), images=images, classes=list(vocabulary))
