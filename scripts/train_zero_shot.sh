@@ -24,14 +24,14 @@ edge eval "$WORK/zs/rtvp-tiny-base" --data "$WORK/test/first40.json" --vocab "oi
 edge eval "$WORK/zs/rtvp-tiny-base" --data "$WORK/test/first40.json" --split "$SPLIT" --runtime onnxruntime \
   --json "$WORK/zs_novel_metrics.json"
 
-# Stored beside the shipped model's own figures (models/rtvp-n-synth, made by
+# Stored beside the shipped model's own figures (models/rtvp-tiny-synth, made by
 # scripts/train_default.sh).
-if [ -f models/rtvp-n-synth/manifest.json ]; then
+if [ -f models/rtvp-tiny-synth/manifest.json ]; then
   python - "$WORK" <<'PY'
 import json, sys
 from engines.package import ModelPackage
 work = sys.argv[1]
-package = ModelPackage.load("models/rtvp-n-synth")
+package = ModelPackage.load("models/rtvp-tiny-synth")
 novel = json.load(open(f"{work}/zs_novel_metrics.json"))
 base = json.load(open(f"{work}/zs_base_metrics.json"))
 keys = ("ap", "ap50", "ap75", "per_class", "at_target", "images", "vocabulary")

@@ -132,7 +132,7 @@ class Containers:
         allowed = self.allowed_false_rejects(target_fr)
         if allowed >= len(good):
             return EVAL_THRESHOLD
-        return float(np.nextafter(np.float32(good[allowed]), np.float32(1)))
+        return max(EVAL_THRESHOLD, float(np.nextafter(np.float32(good[allowed]), np.float32(1))))
 
     def calibrate(self, target_fr: float) -> np.ndarray:
         """Per-class thresholds under the false-reject budget, lowered greedily.
