@@ -35,6 +35,7 @@ class Notifier:
             return False
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.setblocking(False)  # a listener that does not read must never stall the line
         try:
             self._sock.sendto("\n".join(fields).encode(), self.address)
             return True

@@ -128,7 +128,8 @@ def run(ctx) -> None:
 
     config = ctx.config
     name = ctx.name
-    sizes = {cam.view: (cam.height, cam.width) for cam in config.cameras}
+    # Frames must have their camera's configured size; a captured batch keeps its own.
+    sizes = {cam.view: (cam.height, cam.width) for cam in config.cameras if cam.driver != "batch"}
     frames = ctx.endpoints.connect("frames", zmq.PULL)
     results = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
     images = None
@@ -175,7 +176,7 @@ def run(ctx) -> None:
                     view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id,
                                 "missing", frame.missing or "missing")
                     continue
-                if frame.pixels.shape[:2] != sizes.get(frame.view):
+                if frame.view in sizes and frame.pixels.shape[:2] != sizes[frame.view]:
                     bad(parts, "wrong size", f"container {frame.container_seq} view {frame.view}: "
                         f"{frame.pixels.shape} instead of {sizes.get(frame.view)}")
                     continue

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import subprocess
 import sys
 import time
@@ -47,6 +48,15 @@ def start(tmp_path: Path, model: Path, *args: str, env: dict | None = None, **ov
     wait_for(lambda: "station" in _stages(data) or proc.poll() is not None, 180, "the line to start")
     assert proc.poll() is None, (tmp_path / "edge.log").read_text()[-3000:]
     return proc, data, config, reader
+
+
+def finish(proc: subprocess.Popen, tmp_path: Path, timeout: float) -> int:
+    """The exit code, or a failure that shows the end of the line's log."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("edge run did not finish:\n" + (tmp_path / "edge.log").read_text()[-4000:])
 
 
 def _stages(data: Path) -> dict:
@@ -88,6 +98,8 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     n = 20
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
+    said: list[str] = []
+    threading.Thread(target=lambda: said.extend(iter(lambda: notify.recv(4096).decode(), "")), daemon=True).start()
     proc, data, _, reader = start(tmp_path, model, "--containers", str(n),
                                   env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})
     wait_for(lambda: len(journal(data)) >= 4, 120, "the first pulses")
@@ -96,7 +108,7 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     first = seq_file.read_text()
     wait_for(lambda: seq_file.read_text() not in (first, ""), 30, "a new container at the gate")
     os.kill(victim, signal.SIGKILL)  # its views are in the worker now
-    assert proc.wait(timeout=240) == 0, (tmp_path / "edge.log").read_text()[-3000:]
+    assert finish(proc, tmp_path, 300) == 0, (tmp_path / "edge.log").read_text()[-3000:]
     time.sleep(0.2)
     reader.close()
     log = (tmp_path / "edge.log").read_text()
@@ -108,13 +120,6 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     assert all(decision == "reject" for _, decision, *_ in rows)  # threshold 0.05: every view rejects
     check_pulses(data, reader, rows)
     assert "done: 20 containers" in log
-    notify.setblocking(False)
-    said = []
-    while True:
-        try:
-            said.append(notify.recv(4096).decode())
-        except BlockingIOError:
-            break
     ready = [i for i, m in enumerate(said) if "READY=1" in m]
     assert len(ready) == 1 and any("WATCHDOG=1" in m for m in said[ready[0]:])
     assert any(m.startswith("STATUS=line: ") for m in said) and "STOPPING=1" in said[-1]
@@ -150,7 +155,7 @@ def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, mo
     assert status.returncode == 0 and "rejects by reason" in status.stdout, status.stderr
     wait_for(lambda: len(journal(data)) >= 3, 60, "pulses")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 0, (tmp_path / "edge.log").read_text()[-3000:]
+    assert finish(proc, tmp_path, 120) == 0, (tmp_path / "edge.log").read_text()[-3000:]
     time.sleep(0.2)
     reader.close()
     for s in (observer, results, relay, storage):

@@ -1,0 +1,242 @@
+"""`edge replay`: a captured batch through the line's own path, and a report on what it decided.
+
+The batch is played by the camera batch driver through the same station, ZeroMQ stages,
+engines and decision rules as `edge run`, into a database of its own
+(<data_dir>/replays/<name>/), never the line's, and with the reject output on a
+pseudo-terminal (a replay never touches the real ejector). Deadlines are lifted
+(travel time of REPLAY_TRAVEL_MS), so a slow PC changes how long a replay takes, not
+what it decides. The report compares the decisions with those recorded in the batch,
+with a second model (--compare), and with the batch's labels where it has them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REPLAY_TRAVEL_MS = 600_000.0
+REPLAY_HWM = 600  # frames queued per socket: a replay waits rather than drops (~1 GB at most)
+MAX_PICTURES = 60
+COLOURS = {"a": (0, 0, 255), "b": (255, 128, 0), "label": (0, 200, 0)}  # BGR
+
+
+@dataclass
+class Outcome:
+    """What one model decided on the batch, read back from its replay database."""
+
+    model: str
+    decisions: dict[int, tuple[str, str]] = field(default_factory=dict)  # seq -> (decision, reason)
+    versions: set[str] = field(default_factory=set)
+    detections: dict[tuple[int, int], list[dict]] = field(default_factory=dict)  # (seq, view) -> dets
+    cameras: dict[tuple[int, int], str] = field(default_factory=dict)  # (seq, view) -> camera id
+    database: str = ""
+
+
+def replay_config(config, batch: Path, package_path: Path, data_dir: Path):
+    """The line's config, with batch cameras, this model, its own data folder and a pty relay."""
+    from edge.config import AppConfig
+
+    raw = config.model_dump(mode="json")
+    raw["cameras"] = [{"id": c["id"], "driver": "batch", "view": c["view"], "bank": c["bank"],
+                       "path": str(batch), "width": c["width"], "height": c["height"]} for c in raw["cameras"]]
+    raw["gate"] = {"driver": "simulated"}
+    raw["line"].update(travel_time_ms=REPLAY_TRAVEL_MS, late_result="reject")
+    raw["engine"]["model"] = str(package_path)
+    raw["storage"].update(data_dir=str(data_dir), database=f"sqlite:///{data_dir / 'edge.db'}",
+                          keep_images="none")
+    raw["reject"] = {"driver": "relay", "port": "pty"}
+    raw["metrics"] = {"address": "127.0.0.1:0"}
+    raw["pipeline"] = {"workers": raw["pipeline"]["workers"], "hwm": REPLAY_HWM}
+    return AppConfig.model_validate(raw)
+
+
+def run_replay(config, batch: Path, model: str, name: str, echo=log.info) -> Outcome:
+    """Play `batch` through the pipeline with `model`; return what it decided."""
+    from edge.supervisor import Supervisor
+    from storage.batches import replay_store
+    from storage.registry import Registry
+
+    package = Registry(config.data_dir).resolve(model)
+    _, folder = replay_store(config.data_dir, name)
+    replay = replay_config(config, batch, package.path, folder)
+    echo(f"replaying {batch} with model {package.version} into {folder}")
+    Supervisor(replay, echo=echo).run()
+    outcome = read_outcome(folder / "edge.db", model)
+    outcome.database = str(folder / "edge.db")
+    return outcome
+
+
+def read_outcome(db_path: Path, model: str) -> Outcome:
+    out = Outcome(model)
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT c.seq, c.decision, c.reason, m.version FROM containers c "
+                          "LEFT JOIN model_versions m ON m.id = c.model_version_id").fetchall()
+        for seq, decision, reason, version in rows:
+            out.decisions[seq] = (decision, reason)
+            if version:
+                out.versions.update(version.split(","))
+        for seq, view, camera in db.execute("SELECT c.seq, v.view, v.camera_id FROM views v "
+                                            "JOIN containers c ON c.id = v.container_id"):
+            out.cameras[(seq, view)] = camera
+            out.detections.setdefault((seq, view), [])
+        for seq, view, name, score, x1, y1, x2, y2 in db.execute(
+                "SELECT c.seq, v.view, d.class_name, d.score, d.x1, d.y1, d.x2, d.y2 FROM detections d "
+                "JOIN views v ON v.id = d.view_id JOIN containers c ON c.id = v.container_id"):
+            out.detections.setdefault((seq, view), []).append(
+                {"class": name, "score": score, "box": [x1, y1, x2, y2]})
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------
+
+def _rate(n: int, d: int) -> str:
+    return f"{n}/{d} ({100 * n / d:.1f} %)" if d else "0/0"
+
+
+def _summary(outcome: Outcome) -> list[str]:
+    total = len(outcome.decisions)
+    rejects = [s for s, (d, _) in outcome.decisions.items() if d == "reject"]
+    reasons: dict[str, int] = {}
+    for seq in rejects:
+        reasons[outcome.decisions[seq][1]] = reasons.get(outcome.decisions[seq][1], 0) + 1
+    by_class: dict[str, set[int]] = {}
+    by_camera: dict[str, set[int]] = {}
+    for (seq, view), dets in outcome.detections.items():
+        if outcome.decisions.get(seq, ("",))[0] != "reject":
+            continue
+        for d in dets:
+            by_class.setdefault(d["class"], set()).add(seq)
+            by_camera.setdefault(outcome.cameras.get((seq, view), f"view {view}"), set()).add(seq)
+    lines = [f"### Model `{outcome.model}` (versions: {', '.join(sorted(outcome.versions)) or '?'})", "",
+             f"- containers: {total}, rejected: {_rate(len(rejects), total)}",
+             f"- database: `{outcome.database}`", "", "| rejects by reason | containers |", "|---|---|"]
+    lines += [f"| {r} | {n} |" for r, n in sorted(reasons.items())] or ["| (none) | 0 |"]
+    lines += ["", "| rejects by class | containers |", "|---|---|"]
+    lines += [f"| {c} | {len(s)} |" for c, s in sorted(by_class.items())] or ["| (none) | 0 |"]
+    lines += ["", "| rejects by camera | containers |", "|---|---|"]
+    lines += [f"| {c} | {len(s)} |" for c, s in sorted(by_camera.items())] or ["| (none) | 0 |"]
+    return lines + [""]
+
+
+def _against_capture(batch, outcome: Outcome) -> tuple[list[str], int]:
+    recorded = {c.seq: c.decision for c in batch.containers if c.decision}
+    if not recorded:
+        return ["The batch records no decisions of its own.", ""], 0
+    same = [s for s, d in recorded.items() if outcome.decisions.get(s, (None,))[0] == d]
+    differ = sorted(set(recorded) - set(same))
+    lines = [f"- `{outcome.model}` vs the decisions recorded at capture: same on {_rate(len(same), len(recorded))}"]
+    if differ:
+        lines.append(f"- differ on containers: {', '.join(map(str, differ[:50]))}")
+    return lines + [""], len(differ)
+
+
+def _draw(image: np.ndarray, dets: list[dict], colour, tag: str) -> None:
+    for d in dets:
+        x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(image, f"{tag}:{d['class']} {d['score']:.2f}", (x1, max(12, y1 - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+
+
+def _agreement(batch, a: Outcome, b: Outcome, out_dir: Path) -> list[str]:
+    seqs = sorted(set(a.decisions) & set(b.decisions))
+    differ = [s for s in seqs if a.decisions[s][0] != b.decisions[s][0]]
+    lines = ["## Agreement between the models", "",
+             f"- same decision on {_rate(len(seqs) - len(differ), len(seqs))} containers",
+             f"- `{a.model}` rejects, `{b.model}` passes: {sum(a.decisions[s][0] == 'reject' for s in differ)}",
+             f"- `{b.model}` rejects, `{a.model}` passes: {sum(b.decisions[s][0] == 'reject' for s in differ)}", ""]
+    if not differ:
+        return lines
+    lines += [f"Views where they disagree: boxes of `{a.model}` in red, `{b.model}` in blue, labels in green.", ""]
+    files = {(c.seq, v.view): v.file for c in batch.containers for v in c.views}
+    pictures = out_dir / "images"
+    pictures.mkdir(parents=True, exist_ok=True)
+    shown = 0
+    for seq in differ:
+        lines.append(f"### Container {seq}: `{a.model}` {a.decisions[seq][0]} ({a.decisions[seq][1]}), "
+                     f"`{b.model}` {b.decisions[seq][0]} ({b.decisions[seq][1]})")
+        for view in range(6):
+            da, db_ = a.detections.get((seq, view), []), b.detections.get((seq, view), [])
+            if bool(da) == bool(db_) or (seq, view) not in files or shown >= MAX_PICTURES:
+                continue
+            image = cv2.imread(str(files[(seq, view)]), cv2.IMREAD_COLOR)
+            if image is None:
+                continue
+            _draw(image, da, COLOURS["a"], "A")
+            _draw(image, db_, COLOURS["b"], "B")
+            label = batch.labels_for(seq, view)
+            if label is not None:
+                _draw(image, [{"class": c, "score": 1.0, "box": bx} for bx, c in
+                              zip(label.boxes.tolist(), label.classes)], COLOURS["label"], "L")
+            name = f"{seq:06d}_v{view}.jpg"
+            cv2.imwrite(str(pictures / name), image)
+            lines.append(f"![container {seq} view {view}](images/{name})")
+            shown += 1
+        lines.append("")
+    return lines
+
+
+def _labels(batch, outcome: Outcome, vocabulary: tuple[str, ...]) -> list[str]:
+    """COCO AP on the labelled views, and the container escape rate (defective but passed)."""
+    from engines.detections import Detections
+    from engines.training.evaluate import coco_metrics
+
+    images = batch.labels.images
+    index = {name: i for i, name in enumerate(vocabulary)}
+    dets = []
+    defective: set[int] = set()
+    for img in images:
+        seq, view = img.container_seq, img.view
+        if seq is None or view is None:
+            stem = Path(img.file).stem  # 000123_v4
+            seq, view = int(stem.split("_v")[0]), int(stem.split("_v")[1])
+        if len(img.classes):
+            defective.add(seq)
+        found = [d for d in outcome.detections.get((seq, view), []) if d["class"] in index]
+        dets.append(Detections(np.array([d["box"] for d in found], np.float32).reshape(-1, 4),
+                               np.array([d["score"] for d in found], np.float32),
+                               np.array([index[d["class"]] for d in found], np.int64), vocabulary))
+    metrics = coco_metrics(batch.labels, dets, vocabulary)
+    labelled = {s for s in outcome.decisions if any(
+        (img.container_seq == s) or Path(img.file).stem.startswith(f"{s:06d}_") for img in images)}
+    escaped = [s for s in defective if outcome.decisions.get(s, ("pass",))[0] == "pass"]
+    false_rejects = [s for s in labelled - defective if outcome.decisions.get(s, ("",))[0] == "reject"]
+    per_class = ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class"].items() if v is not None)
+    return [f"- `{outcome.model}`: COCO AP {metrics['ap']:.3f}, AP50 {metrics['ap50']:.3f} "
+            f"({metrics['gt_boxes']} labelled boxes, {metrics['detections']} detections at the line's "
+            f"thresholds); per class: {per_class or '-'}",
+            f"- escape rate (defective containers passed): {_rate(len(escaped), len(defective))}; "
+            f"false rejects: {_rate(len(false_rejects), len(labelled - defective))}", ""]
+
+
+def write_report(out_dir: Path, batch, outcomes: list[Outcome], vocabulary: tuple[str, ...]) -> Path:
+    """report.md (+ images/) readable without the tool; returns its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["# Replay report", "",
+             f"- batch: `{batch.root}` (line {batch.line or '?'}, {len(batch.containers)} containers)",
+             f"- written: {datetime.now(timezone.utc).isoformat(timespec='seconds')} UTC", ""]
+    if batch.skipped:
+        lines += ["## Skipped from the batch", ""] + [f"- {s}" for s in batch.skipped] + [""]
+    lines += ["## Decisions", ""]
+    for outcome in outcomes:
+        lines += _summary(outcome)
+    lines += ["## Against the captured run", ""]
+    for outcome in outcomes:
+        lines += _against_capture(batch, outcome)[0]
+    if len(outcomes) == 2:
+        lines += _agreement(batch, outcomes[0], outcomes[1], out_dir)
+    if batch.labels is not None and batch.labels.images:
+        lines += ["## Against the labels", ""]
+        for outcome in outcomes:
+            lines += _labels(batch, outcome, vocabulary)
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
