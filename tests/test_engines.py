@@ -25,7 +25,7 @@ from engines.postprocess import decode
 from engines.preprocess import PAD_VALUE, Letterbox, letterbox_into
 from engines.runtimes import artifact_dir, ensure_onnx, load_engine
 from engines.runtimes.onnxruntime import OnnxRuntimeEngine
-from test_engines_model import IMGSZ, SUBSET, VOCABULARY, exported, make_package, tiny_rtvp, views  # noqa: F401
+from test_engines_model import IMGSZ, SUBSET, VOCABULARY, exported, make_package, views
 
 CONFIG = EngineConfig(imgsz=IMGSZ, threads=1, default_threshold=0.3)
 

@@ -9,12 +9,13 @@ ties) and boxes differ in size, as after training.
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -60,16 +61,18 @@ def _build_template(root: Path) -> Path:
     return package.path
 
 
-@pytest.fixture(scope="session", autouse=True)
-def tiny_rtvp(tmp_path_factory) -> Path:
+def _template() -> Path:
+    """Built on first use only, so tests without a model do not pay for it; removed at exit."""
     if not _TEMPLATE:
-        _TEMPLATE.append(_build_template(tmp_path_factory.mktemp("tiny-rtvp")))
+        root = Path(tempfile.mkdtemp(prefix="tiny-rtvp-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _TEMPLATE.append(_build_template(root))
     return _TEMPLATE[0]
 
 
 def make_package(path: Path, version: str = "v1") -> ModelPackage:
     """A copy of the tiny RTVP package at `path`, with its exported graphs (no export needed)."""
-    shutil.copytree(_TEMPLATE[0], path)
+    shutil.copytree(_template(), path)
     package = ModelPackage.load(path)
     if version != package.version:
         package.update(version=version)

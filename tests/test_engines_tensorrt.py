@@ -18,7 +18,7 @@ from engines.config import EngineConfig
 from engines.errors import EngineError
 from engines.runtimes import load_engine
 from engines.runtimes.tensorrt import cached_engine, engine_key, import_gpu_stack, why_rebuild
-from test_engines_model import IMGSZ, make_package, tiny_rtvp, views  # noqa: F401
+from test_engines_model import IMGSZ, make_package, views
 
 
 @pytest.fixture
