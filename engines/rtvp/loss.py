@@ -31,15 +31,15 @@ class TaskAlignedAssigner(nn.Module):
 
     Two changes for tiny defects (a black spot is 3-14 px):
     - the "anchor inside the GT" test uses the GT grown to at least `min_size` px around
-      its centre, so a 3-px spot still gets stride-8 anchors (the target stays the true box).
-      12, not 8: an 8-px box lying on cell edges holds no stride-8 centre strictly inside;
+      its centre, so a 3-px spot still gets stride-8 anchors (the target stays the true box);
+      the test includes the edges, so an 8-px box lying on cell edges keeps its centres;
     - overlaps of candidate anchors are floored at `min_iou`. At initialisation every
       predicted box is ~15 cells wide; a 3-px GT then has CIoU ~ 0, its target score
       (alignment x best overlap) is ~ 0, so neither its class nor its box is ever
       trained: a deadlock the floor breaks. Above the floor nothing changes.
     """
 
-    def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, min_size: float = 12.0,
+    def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, min_size: float = 8.0,
                  min_iou: float = 0.1, eps: float = 1e-30):
         super().__init__()
         self.topk, self.alpha, self.beta, self.min_size, self.eps = topk, alpha, beta, min_size, eps
@@ -83,7 +83,7 @@ class TaskAlignedAssigner(nn.Module):
         half = ((gt[..., 2:] - gt[..., :2]) / 2).clamp(min=self.min_size / 2)
         lt, rb = (centre - half)[:, :, None], (centre + half)[:, :, None]
         deltas = torch.cat((points[None, None] - lt, rb - points[None, None]), -1)
-        return (deltas.amin(-1) > self.eps).float()
+        return (deltas.amin(-1) >= 0).float()
 
     def _metrics(self, pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask):
         b, m = gt_bboxes.shape[:2]

@@ -38,7 +38,8 @@ def sparse_select(u: torch.Tensor, cells: int, k: int) -> torch.Tensor:
     top-k cells among those above the patch mean.
 
     u (B,1,H,W) -> {0,1} mask of the same shape. Patches are cut by reshapes; the k-th
-    largest candidate value (TopK, then its last value) is the threshold. A grid that
+    largest candidate value (TopK, then its last value) is the threshold; no indices,
+    scatter or NonZero. A grid that
     does not divide into patches is padded, and the pad is left out of every mean.
     """
     b, _, h, w = u.shape
@@ -56,6 +57,9 @@ def sparse_select(u: torch.Tensor, cells: int, k: int) -> torch.Tensor:
     ranked = torch.where(cand, vals, torch.full_like(vals, -1.0))
     kth = ranked.topk(min(k, cells * cells), -1).values[..., -1:]
     sel = (cand & (vals >= kth)).to(u.dtype)
+    # Ties at the k-th value (flat regions of an upsampled map) would let more than k
+    # through: the earlier cells win them (CumSum, the same in every runtime).
+    sel = sel * (sel.cumsum(-1) <= k).to(u.dtype)
     sel = sel.view(b, nh, nw, cells, cells).transpose(2, 3).reshape(b, 1, nh * cells, nw * cells)
     return sel[:, :, :h, :w]
 
