@@ -109,6 +109,7 @@ def export_onnx(package: ModelPackage, out: Path, *, vocabulary: Sequence[str] |
     if opset < OPSET:
         raise EngineError(f"opset {opset}: 17 or newer is needed (native LayerNormalization)")
     started = time.monotonic()
+    log.info("exporting %s to ONNX (%dx%d) ...", package.version, imgsz, imgsz)
     vocabulary, embeddings = vocabulary_embeddings(package, vocabulary)
     deploy = load_model(package).deploy(torch.from_numpy(embeddings)).eval()
     out = Path(out)
