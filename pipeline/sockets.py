@@ -13,6 +13,7 @@ the drop.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 from pathlib import Path
@@ -32,12 +33,23 @@ def run_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "run"
 
 
+IPC_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux
+
+
 def resolve(endpoint: str, data_dir: Path) -> str:
-    """Fill in {run_dir}, creating the folder ipc:// sockets live in."""
+    """Fill in {run_dir}, creating the folder ipc:// sockets live in.
+
+    A path too long for a Unix socket (a deep data folder) becomes an abstract socket
+    named after it (Linux): nothing on disk, and the same name in every stage.
+    """
     folder = run_dir(data_dir)
     if "{run_dir}" in endpoint:
         folder.mkdir(parents=True, exist_ok=True)
-    return endpoint.replace("{run_dir}", str(folder))
+    url = endpoint.replace("{run_dir}", str(folder))
+    if url.startswith("ipc://") and not url.startswith("ipc://@") and len(url) - 6 > IPC_PATH_MAX:
+        digest = hashlib.sha1(url.encode()).hexdigest()[:16]
+        url = f"ipc://@edge-{digest}-{Path(url[6:]).name}"
+    return url
 
 
 def _tcp_host(endpoint: str) -> str | None:

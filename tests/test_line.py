@@ -94,6 +94,7 @@ def check_pulses(data: Path, reader: PtyReader, rows: list[tuple]) -> None:
     assert all(-TOLERANCE_NS < e < TOLERANCE_NS for e in errors), sorted(errors)[-3:]
 
 
+@pytest.mark.timeout(1500)
 def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     n = 20
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -125,6 +126,7 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     assert any(m.startswith("STATUS=line: ") for m in said) and "STOPPING=1" in said[-1]
 
 
+@pytest.mark.timeout(1500)
 def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, model):
     proc, data, config, reader = start(tmp_path, model)
     address = yaml.safe_load(config.read_text())["metrics"]["address"]

@@ -240,3 +240,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_deep_data_folders_get_abstract_ipc_sockets(tmp_path):
+    deep = tmp_path / ("d" * 120)
+    url = Endpoints(PipelineConfig(), deep, zmq.Context()).url("results")
+    assert url.startswith("ipc://@edge-") and url.endswith("-results")
+    ctx = zmq.Context()
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    pull.bind(url)
+    push.connect(url)
+    push.send(b"x")
+    assert pull.poll(2000) and pull.recv() == b"x"
+    pull.close(0)
+    push.close(0)

@@ -24,7 +24,7 @@ def decisions(db) -> dict[int, tuple]:
     return {seq: (decision, reason, n) for seq, decision, reason, n in rows}
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_replay_of_a_captured_batch_decides_as_the_line_did(tmp_path):
     package = tiny_package(tmp_path / "models" / "tiny-1")
     ship_onnx(package)
