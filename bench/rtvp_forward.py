@@ -1,6 +1,9 @@
 """Forward time of one 640 view through RTVP (PyTorch eager, CPU), plus its size figures.
 
-    python bench/rtvp_forward.py --scale n --sam reduced --threads 2 --runs 5
+    python -m bench.rtvp_forward --scale n --sam reduced --threads 2 --runs 5
+
+(`-m`, from the repository root: run as a file, bench/engines.py would shadow the
+`engines` package.)
 
 Prints parameters per component, GFLOPs and the median/min forward time. On a shared
 machine the numbers are noisy: report them with the load (printed) beside them.

@@ -17,7 +17,7 @@ from engines.rtvp import build_model
 from engines.rtvp.common import box_iou_matrix
 
 CROP = 64
-STEPS = 200
+STEPS = 300
 
 
 def first_view_with_defects(renderer: GlassRenderer, seed: int):
@@ -77,6 +77,7 @@ def test_tiny_model_overfits_synthetic_views():
     text = unit_text(len(CLASSES))
     model = build_model(scale="tiny", imgsz=CROP)
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1 - 0.9 * step / STEPS)
     model.eval()
     with torch.no_grad():
         before = recall(*model(images, text), targets)
@@ -88,6 +89,7 @@ def test_tiny_model_overfits_synthetic_views():
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimiser.step()
+        schedule.step()
         first = first or terms
     model.recalibrate_bn([images] * 3, text)  # short run: running BN averages lag the weights
     model.eval()
