@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -11,8 +9,6 @@ from test_rtvp_support import one_thread, unit_text  # noqa: F401
 
 from engines.rtvp import build_model
 from engines.rtvp.info import summarize
-
-log = logging.getLogger(__name__)
 
 CHANNELS = {"n": (64, 128, 256), "s": (128, 256, 512)}
 
