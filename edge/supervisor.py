@@ -83,6 +83,7 @@ class Supervisor:
         self._last_status = 0.0
         self._last_ping = 0.0
         self._views = (0, time.monotonic())
+        self._late_seen = 0
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -264,6 +265,16 @@ class Supervisor:
                 line = self.status_line()
                 self.echo(line)
                 self.notifier.status(line)
+                self._warn_overload()
+
+    def _warn_overload(self) -> None:
+        """Late-result rejects rising: the system, not the glass, is failing. Say so."""
+        late = self.stages["decision"].stats.get("rejects", {}).get("late result", 0)
+        if late > self._late_seen:
+            log.warning("OVERLOAD: %d containers rejected as 'late result' in the last %.0f s: inference "
+                        "does not keep up with the line (lower line.speed_cpm, add workers or a GPU)",
+                        late - self._late_seen, STATUS_EVERY_S)
+        self._late_seen = late
 
     def healthy(self, now: float) -> bool:
         """Every stage beats, and decisions keep up with the gate."""
