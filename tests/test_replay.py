@@ -54,3 +54,41 @@ def test_replay_of_a_broken_batch_is_a_one_line_error(tmp_path):
     replay = edge("replay", str(tmp_path / "batch"), "--config", str(config), "--model", str(tmp_path),
                   cwd=tmp_path)
     assert replay.returncode == 2 and replay.stderr.count("\n") == 1, replay.stderr
+
+
+def test_report_compares_two_models_draws_disagreements_and_scores_labels(tmp_path):
+    import cv2
+    import numpy as np
+
+    from pipeline.replay import Outcome, write_report
+    from storage.batches import Batch, BatchContainer, BatchView
+    from storage.labels import LabelledImage, LabelSet
+
+    vocabulary = ("oil", "bubble")
+    (tmp_path / "views").mkdir()
+    containers, images = [], []
+    for seq in (1, 2):
+        views = []
+        for view in range(6):
+            file = tmp_path / "views" / f"{seq:06d}_v{view}.png"
+            cv2.imwrite(str(file), np.full((82, 70, 3), 128, np.uint8))
+            views.append(BatchView(view, f"cam{view}", file))
+            boxes = np.array([[10, 10, 30, 30]], np.float32) if (seq, view) == (1, 0) else np.zeros((0, 4), np.float32)
+            images.append(LabelledImage(f"views/{seq:06d}_v{view}.png", 70, 82, boxes,
+                                        ["oil"] if len(boxes) else [], seq, view))
+        containers.append(BatchContainer(seq, None, "reject" if seq == 1 else "pass", "v1", views))
+    batch = Batch(tmp_path, "line-1", None, containers, LabelSet(tmp_path, images, list(vocabulary), []))
+    hit = {"class": "oil", "score": 0.9, "box": [10, 10, 30, 30]}
+    a = Outcome("v1", {1: ("reject", "defect"), 2: ("pass", "ok")}, {"v1"},
+                {(1, 0): [hit]}, {(s, v): f"cam{v}" for s in (1, 2) for v in range(6)})
+    b = Outcome("v2", {1: ("pass", "ok"), 2: ("pass", "ok")}, {"v2"}, {},
+                {(s, v): f"cam{v}" for s in (1, 2) for v in range(6)})
+    report = write_report(tmp_path / "report", batch, [a, b], vocabulary).read_text()
+    assert "`v1` vs the decisions recorded at capture: same on 2/2 (100.0 %)" in report
+    assert "`v2` vs the decisions recorded at capture: same on 1/2 (50.0 %)" in report
+    assert "same decision on 1/2 (50.0 %) containers" in report
+    assert "![container 1 view 0](images/000001_v0.jpg)" in report
+    assert (tmp_path / "report" / "images" / "000001_v0.jpg").is_file()
+    assert "| oil | 1 |" in report and "| cam0 | 1 |" in report
+    assert "`v1`: COCO AP 1.000" in report and "escape rate (defective containers passed): 0/1" in report
+    assert "`v2`: COCO AP 0.000" in report and "escape rate (defective containers passed): 1/1 (100.0 %)" in report
