@@ -10,7 +10,9 @@ import zmq
 
 from pipeline import codec
 from pipeline.decision import DecisionBook
+from pipeline.journal import DecisionJournal
 from pipeline.outbox import Outbox
+from pipeline.sockets import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ def run(ctx) -> None:
 
     config = ctx.config
     book = build_book(config)
+    journal = DecisionJournal(run_dir(config.data_dir) / "decision.journal")
     results = ctx.endpoints.bind("results", zmq.PULL)
     observers = ctx.endpoints.bind("decisions", zmq.PUB)
     outputs = [Outbox(ctx.endpoints.connect("relay_in", zmq.PUSH), "reject controller"),
@@ -43,6 +46,7 @@ def run(ctx) -> None:
 
     def publish(decision: dict) -> None:
         nonlocal passes
+        journal.done(decision["seq"], decision["t_gate_ns"])
         parts = [codec.pack("decision", **decision)]
         for out in outputs:
             out.send(parts)
@@ -60,6 +64,16 @@ def run(ctx) -> None:
             passes += 1
             log.debug("container %d: pass in %.0f ms", decision["seq"], decision["latency_ms"])
 
+    if journal.lost:  # this stage died with containers open: reject them now, fail-safe
+        now = time.monotonic_ns()
+        book.crash("decision", now)
+        for seq, t_gate_ns in journal.lost:
+            book.gate(seq, t_gate_ns, now)
+        for decision in book.flush(now):
+            decision["reason"] = "decision restarted"
+            decision["decision"] = "reject"
+            log.error("container %d was open when the decision stage died: rejected", decision["seq"])
+            publish(decision)
     ctx.state = "ready"
     while ctx.running:
         now = time.monotonic_ns()
@@ -77,7 +91,11 @@ def run(ctx) -> None:
                     if kind == "view":
                         codec.require(msg, "seq", "t_gate_ns", "view")
                         before = dict(book.counts)
+                        key = (int(msg["seq"]), int(msg["t_gate_ns"]))
+                        known = key in book.open
                         decision = book.view(msg, time.monotonic_ns())
+                        if not known and key in book.open:
+                            journal.opened(*key)
                         if decision:
                             publish(decision)
                         for key, reason in (("late_views", "late result"), ("unknown", "unknown container"),
@@ -88,6 +106,8 @@ def run(ctx) -> None:
                                     metrics.FRAMES.labels("decision", "late", "after decision").inc()
                     elif kind == "gate":
                         codec.require(msg, "seq", "t_gate_ns")
+                        if (int(msg["seq"]), int(msg["t_gate_ns"])) not in book.open:
+                            journal.opened(int(msg["seq"]), int(msg["t_gate_ns"]))
                         book.gate(int(msg["seq"]), int(msg["t_gate_ns"]), time.monotonic_ns())
                     elif kind == "crash":
                         book.crash(msg.get("stage", "?"), int(msg.get("at_ns", time.monotonic_ns())))
@@ -127,6 +147,7 @@ def run(ctx) -> None:
     ctx.beat(force=True, open=0, decided=book.counts["decided"], passes=passes, rejects=rejects,
              p50_ms=lat[len(lat) // 2] if lat else None,
              p99_ms=lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None)
+    journal.close()
     for sock in (results, observers):
         sock.close(linger=0)
     for out in outputs:

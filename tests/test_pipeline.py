@@ -254,3 +254,19 @@ def test_deep_data_folders_get_abstract_ipc_sockets(tmp_path):
     assert pull.poll(2000) and pull.recv() == b"x"
     pull.close(0)
     push.close(0)
+
+
+def test_decision_journal_returns_what_a_crash_left_open(tmp_path):
+    from pipeline.journal import DecisionJournal
+
+    path = tmp_path / "decision.journal"
+    journal = DecisionJournal(path)
+    assert journal.lost == []
+    journal.opened(1, 100)
+    journal.opened(2, 200)
+    journal.done(1, 100)
+    with open(path, "a") as fh:
+        fh.write("open 3 30")  # torn by the crash
+    again = DecisionJournal(path)  # the restarted stage
+    assert again.lost == [(2, 200)]
+    assert DecisionJournal(path).lost == []  # reported once, then the journal starts afresh
