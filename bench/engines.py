@@ -1,6 +1,6 @@
 """Views per second and latency of each available runtime on the same RTVP model.
 
-    python bench/engines.py [--model PACKAGE] [--scale n] [--imgsz 640] [--threads 2] [--runs 20]
+    python -m bench.engines [--model PACKAGE] [--scale n] [--imgsz 640] [--threads 2] [--runs 20]
 
 For every runtime that loads here (onnxruntime, torch, tensorrt where a GPU and
 TensorRT are present) and batch 1 and 6 (one container), it prints views/s and p50/p99

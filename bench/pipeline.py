@@ -2,8 +2,8 @@
 (c) relay timing error. Prints numbers; asserts nothing. The machine is shared: run it on
 a quiet PC for figures to quote, and compare each against the 10 containers/s line (60 views/s).
 
-    python bench/pipeline.py plumbing [--containers 600] [--rate 120] [--workers 2]
-    python bench/pipeline.py engine   [--containers 20] [--rate 0.5] [--model models/rtvp-n-synth]
+    python -m bench.pipeline plumbing [--containers 600] [--rate 120] [--workers 2]
+    python -m bench.pipeline engine   [--containers 20] [--rate 0.5] [--model models/rtvp-n-synth]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class BenchStation:
         self.cameras = {c.view: c.id for c in config.cameras}
         self.counts = {"containers": 0}
 
-    def run(self, emit, stop: threading.Event, containers: int | None = None) -> None:
+    def run(self, emit, stop: threading.Event, containers: int | None = None, on_gate=None) -> None:
         start = time.monotonic_ns()
         for seq in range(1, (containers or 10**9) + 1):
             if stop.is_set():
@@ -78,6 +78,8 @@ class BenchStation:
                 time.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9 - 0.0005))
             t_gate = time.monotonic_ns()
             self.counts["containers"] += 1
+            if on_gate is not None:
+                on_gate(seq, t_gate)
             for view, pixels in enumerate(self.views):
                 emit(Frame(seq, view, self.cameras[view], t_gate, time.monotonic_ns(), pixels))
 

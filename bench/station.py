@@ -5,7 +5,7 @@ For each line speed: containers per second completed with all six views, views
 missing, images that matched no container, and gate-to-last-view latency p50/p99
 (includes the rotation delay before the right bank fires) and trigger-to-image p50/p99.
 
-    python bench/station.py [--rates 5,10,15,20,30] [--containers 100] [--rotation-ms 150]
+    python -m bench.station [--rates 5,10,15,20,30] [--containers 100] [--rotation-ms 150]
 
 A fast line is 10 containers/s (600/min). The numbers depend on the machine's load:
 say so when you quote them.

@@ -1,6 +1,6 @@
 """How fast the storage writer stores containers, and how many image bytes each costs.
 
-    python bench/storage.py [--containers 2000] [--postgres URL]
+    python -m bench.storage [--containers 2000] [--postgres URL]
 
 Each container has 6 views with about 3 detections each (storage.synthetic; 5 % rejected
 unless --reject-share says otherwise), recorded through storage.writer.Recorder exactly as the pipeline's writer

@@ -1,6 +1,6 @@
 """How fast the synthetic camera renders, on one core, against a fast line's 60 views/s.
 
-    python bench/synth.py [--containers 100] [--seed 0] [--cpu 0]
+    python -m bench.synth [--containers 100] [--seed 0] [--cpu 0]
 
 The process is pinned to one CPU and OpenCV, BLAS and torch use one thread. On a
 shared machine the wall-clock rate drops with the load; the CPU-time rate does not. Three

@@ -104,26 +104,14 @@ def run(ctx) -> None:
         counts["gated"] += 1
         out.send([codec.pack("gate", seq=seq, t_gate_ns=t_gate_ns)])
 
-    def watch_gate(station) -> None:
+    def on_gate(seq: int, t_gate_ns: int) -> None:
         """Announce each container at its gate event, not at its first frame: when the cameras
-        or the renderer are slow, the decision stage still rejects it at its deadline."""
-        gate = getattr(station, "gate", None)
-        if gate is None:
-            return
-        wait = gate.wait
-
-        def wait_and_announce(timeout_s):
-            event = wait(timeout_s)
-            if event is not None:
-                playlist, n = getattr(station, "_playlist", None), station.counts["containers"]
-                raw = playlist[n] if playlist is not None and n < len(playlist) else event.seq
-                if not gate_out:
-                    gate_out.append(Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage"))
-                with lock:
-                    announce(seqs(raw), event.t_ns, gate_out[0])
-            return event
-
-        gate.wait = wait_and_announce
+        or the renderer are slow, the decision stage still rejects it at its deadline. Called
+        from the station's gate thread, which owns the socket it creates."""
+        if not gate_out:
+            gate_out.append(Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage"))
+        with lock:
+            announce(seqs(seq), t_gate_ns, gate_out[0])
 
     def notify(seq: int, frame: Frame, outcome: str, reason: str) -> None:
         decision.send([codec.pack("view", seq=seq, view=frame.view, t_gate_ns=frame.t_gate_ns,
@@ -155,11 +143,10 @@ def run(ctx) -> None:
 
     def gate_loop() -> None:
         try:
-            station.run(emit, stop, containers=limit)
+            station.run(emit, stop, containers=limit, on_gate=on_gate)
         except BaseException as exc:  # reported by the main thread, which owns the exit code
             failure.append(exc)
 
-    watch_gate(station)
     thread = threading.Thread(target=gate_loop, name="station", daemon=True)
     thread.start()
     ctx.state = "ready"

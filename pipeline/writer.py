@@ -31,10 +31,15 @@ class RecorderAdapter:
     def __init__(self, config) -> None:
         from storage.writer import Recorder
 
-        self.recorder = Recorder(config.database_url, config.data_dir, config.storage)
+        # line_id: on a database shared by several lines, repair and quota touch this line only.
+        self.recorder = Recorder(config.database_url, config.data_dir, config.storage,
+                                 line_id=config.line.id)
 
     def record(self, decision: dict[str, Any], images: dict[int, np.ndarray]) -> None:
         self.recorder.record(to_record(decision), images)
+
+    def idle(self) -> None:
+        self.recorder.flush_due()
 
     def close(self) -> None:
         self.recorder.close()
@@ -148,6 +153,7 @@ def run(ctx) -> None:
             arrived.pop(seq)
             counts["images_expired"] += 1
             log.warning("images of container %d had no decision in time; released", seq)
+        recorder.idle()
         metrics.DEPTH.labels("writer").set(len(pending))
         ctx.beat(pending=len(pending), **counts)
     recorder.close()

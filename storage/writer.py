@@ -61,8 +61,15 @@ class Recorder:
         if not self._pending:
             self._oldest_ns = time.monotonic_ns()
         self._pending.append((container, images))
-        if (len(self._pending) >= self.config.batch_size
-                or time.monotonic_ns() - self._oldest_ns >= self.flush_interval_s * 1e9):
+        if len(self._pending) >= self.config.batch_size:
+            self.flush()
+        else:
+            self.flush_due()
+
+    def flush_due(self) -> None:
+        """Flush when the oldest pending container has waited flush_interval_s; call when idle
+        too, so the last containers of a quiet line are not held back."""
+        if self._pending and time.monotonic_ns() - self._oldest_ns >= self.flush_interval_s * 1e9:
             self.flush()
 
     def event(self, event: EventRecord) -> None:
