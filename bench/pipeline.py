@@ -3,7 +3,7 @@
 a quiet PC for figures to quote, and compare each against the 10 containers/s line (60 views/s).
 
     python -m bench.pipeline plumbing [--containers 600] [--rate 120] [--workers 2]
-    python -m bench.pipeline engine   [--containers 20] [--rate 0.5] [--model models/rtvp-n-synth]
+    python -m bench.pipeline engine   [--containers 20] [--rate 0.5] [--model models/rtvp-tiny-synth]
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def main() -> None:
     b.add_argument("--containers", type=int, default=20)
     b.add_argument("--rate", type=float, default=0.5)
     b.add_argument("--workers", type=int, default=1)
-    b.add_argument("--model", default=str(ROOT / "models" / "rtvp-n-synth"))
+    b.add_argument("--model", default=str(ROOT / "models" / "rtvp-tiny-synth"))
     b.add_argument("--imgsz", type=int, default=640)
     b.add_argument("--travel-ms", type=float, default=3000)
     b.add_argument("--threshold", type=float, default=0.5)
