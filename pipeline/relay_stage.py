@@ -14,7 +14,6 @@ import heapq
 import json
 import logging
 import logging.handlers
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path

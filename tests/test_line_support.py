@@ -3,7 +3,6 @@ a reader on the relay's pseudo-terminal, and database queries."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import socket

@@ -28,7 +28,7 @@ def test_installed_unit_verifies_and_names_this_line(tmp_path):
     check = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert check.returncode == 0 and "ignoring" not in check.stderr, check.stderr
     broken = tmp_path / "broken.service"
-    broken.write_text(text.replace(f"ExecStart=/", "ExecStart=/nonexistent/"))
+    broken.write_text(text.replace("ExecStart=/", "ExecStart=/nonexistent/"))
     assert subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True).returncode != 0
 
 

@@ -10,12 +10,11 @@ import cv2
 
 from camera.base import build_camera
 from camera.errors import CameraError
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
+from edge.commands import config_option
 
 log = logging.getLogger(__name__)
 
-config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-                             show_default=True, help="The line's config file.")
 
 
 @click.group("cameras")
@@ -24,7 +23,7 @@ def command() -> None:
 
 
 @command.command("list")
-@config_option
+@config_option("The line's config file.")
 def list_cameras(config_path: Path) -> None:
     """Connected devices with model and serial: every pylon camera (PYLON_CAMEMU=n adds emulated
     ones) and the devices of each GenTL producer (.cti) named in the config."""
@@ -57,7 +56,7 @@ def list_cameras(config_path: Path) -> None:
 
 
 @command.command("snap")
-@config_option
+@config_option("The line's config file.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the PNG files [default: <data_dir>/snaps].")
 @click.option("--timeout-ms", default=3000, show_default=True, help="Wait this long for each picture.")

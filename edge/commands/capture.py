@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edge.commands.db import WHEN, config_option
+from edge.commands import config_option
+from edge.commands.db import WHEN
 from edge.commands.samples import echo_skipped, vocabulary
 from edge.config import load_config
 from storage.batches import export_batch
@@ -36,7 +37,7 @@ def command() -> None:
 
 
 @command.command("export")
-@config_option
+@config_option("The line's config file (data folder, database URL).")
 @click.option("--from", "since", type=WHEN, help="Containers gated from this UTC time or age (e.g. 2h).")
 @click.option("--to", "until", type=WHEN, help="... up to this UTC time.")
 @click.option("--containers", help="Container sequence numbers, e.g. 1,2,5-9 (with --from/--to if seqs restarted).")

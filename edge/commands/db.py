@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
 from storage.check import repair
 from storage.db import current_revision, head_revision, make_engine, open_database
 from storage.images import ImageStore
 from storage.stats import line_stats
+from edge.commands import config_option
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -37,8 +38,6 @@ class When(click.ParamType):
 
 
 WHEN = When()
-config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-                             show_default=True, help="The line's config file (data folder, database URL).")
 
 
 @click.group("db")
@@ -47,7 +46,7 @@ def command() -> None:
 
 
 @command.command("upgrade")
-@config_option
+@config_option("The line's config file (data folder, database URL).")
 def upgrade_command(config_path: Path) -> None:
     """Upgrade the database schema in place to this software's revision (also done at start-up)."""
     config = load_config(config_path)
@@ -59,7 +58,7 @@ def upgrade_command(config_path: Path) -> None:
 
 
 @command.command("check")
-@config_option
+@config_option("The line's config file (data folder, database URL).")
 def check_command(config_path: Path) -> None:
     """Repair database and image store after a crash (run with the line stopped).
 
@@ -77,7 +76,7 @@ def check_command(config_path: Path) -> None:
 
 
 @command.command("stats")
-@config_option
+@config_option("The line's config file (data folder, database URL).")
 @click.option("--since", type=WHEN, help="From this UTC time or age (e.g. 24h); default: everything.")
 @click.option("--until", type=WHEN, help="Up to this UTC time or age.")
 @click.option("--line", "line_id", help="Only this line (a plant database holds several); default: all.")

@@ -20,15 +20,13 @@ from engines.detections import Detections
 from engines.errors import EngineError
 from engines.package import ModelPackage
 from engines.runtimes import RUNTIMES
+from edge.commands import config_option
 
 log = logging.getLogger(__name__)
 
 # Distinct, readable on grey glass; class i gets PALETTE[i % len].
 PALETTE = [(0, 0, 255), (0, 200, 255), (255, 0, 255), (255, 128, 0), (0, 220, 0), (255, 255, 0), (128, 0, 255)]
 
-config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-                             show_default=True, help="config.yaml: engine settings and the data folder "
-                             "(defaults apply when the file is absent).")
 model_option = click.option("--model", default=None,
                             help="'active', a registered version, or a model package folder "
                                  "[default: engine.model from the config].")
@@ -97,7 +95,7 @@ def read_image(path: Path) -> np.ndarray:
               help="One score threshold for every class [default: the config's per-class thresholds].")
 @click.option("--imgsz", type=int, default=None, help="Input size, a multiple of 32 [default: engine.imgsz].")
 @vocab_option
-@config_option
+@config_option("config.yaml: engine settings and the data folder (defaults apply when the file is absent).")
 def command(images: tuple[Path, ...], model: str | None, runtime: str | None, out_dir: Path | None,
             threshold: float | None, imgsz: int | None, vocab: str | None, config_path: Path) -> None:
     """Detect defects in IMAGE files; draw boxes into --out and print one line per detection."""

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from edge.commands.detect import config_option, engine_setup, parse_vocab, resolve_model, vocab_option
+from edge.commands import config_option
+from edge.commands.detect import engine_setup, parse_vocab, resolve_model, vocab_option
 
 
 @click.group("engine")
@@ -26,7 +27,7 @@ def command() -> None:
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="INT8 only: a captured batch (or folder of views) to calibrate on.")
 @vocab_option
-@config_option
+@config_option("config.yaml: engine settings and the data folder (defaults apply when the file is absent).")
 def build(model: str, precision: str | None, calibration: Path | None, vocab: str | None,
           config_path: Path) -> None:
     """Export MODEL if needed and build (or validate) its TensorRT engine."""

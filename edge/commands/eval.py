@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge.commands.model import config_option
+from edge.commands import config_option
 from edge.config import load_config
 from engines.config import EngineConfig
 
@@ -30,7 +30,7 @@ from engines.config import EngineConfig
 @click.option("--record", default=None,
               help="Also store the figures in the package manifest under metrics.RECORD (e.g. test).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the figures here.")
-@config_option
+@config_option("config.yaml naming the data folder.")
 def command(model: str, data: Path, vocab: str | None, split: Path | None, target_fr: float, calibrate: bool,
             runtime: str | None, imgsz: int | None, batch: int, record: str | None, json_out: Path | None,
             config_path: Path) -> None:

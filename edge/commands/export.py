@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from edge.commands.detect import config_option, engine_setup, parse_vocab, resolve_model, vocab_option
+from edge.commands import config_option
+from edge.commands.detect import engine_setup, parse_vocab, resolve_model, vocab_option
 from engines.errors import EngineError
 
 
@@ -36,7 +37,7 @@ def parse_batch(value: str) -> int | None:
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ONNX file to write [default: where the runtimes look for it, next to the model "
                    "or in <data_dir>/cache].")
-@config_option
+@config_option("config.yaml: engine settings and the data folder (defaults apply when the file is absent).")
 def command(model: str, vocab: str | None, imgsz: int | None, batch: str, out: Path | None,
             config_path: Path) -> None:
     """Export MODEL (active, a version, or a package folder) to ONNX with the vocabulary baked in."""

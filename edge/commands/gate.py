@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from camera.gates.base import build_gate
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
+from edge.commands import config_option
 
 
 @click.group("gate")
@@ -16,8 +17,7 @@ def command() -> None:
 
 
 @command.command("watch")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-              show_default=True, help="The line's config file.")
+@config_option("The line's config file.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
               help="Stop after N events of the (first) gate [default: Ctrl-C].")
 def watch(config_path: Path, count: int | None) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
 from storage.registry import Registry
+from edge.commands import config_option
 
 
 def data_dir_of(config_path: Path) -> Path:
@@ -16,8 +17,6 @@ def data_dir_of(config_path: Path) -> Path:
     return load_config(config_path).data_dir
 
 
-config_option = click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-                             show_default=True, help="config.yaml naming the data folder.")
 
 
 @click.group("model")
@@ -26,7 +25,7 @@ def command() -> None:
 
 
 @command.command("list")
-@config_option
+@config_option("config.yaml naming the data folder.")
 def list_versions(config_path: Path) -> None:
     """Every registered version, oldest first; * marks the active one."""
     registry = Registry(data_dir_of(config_path))
@@ -43,7 +42,7 @@ def list_versions(config_path: Path) -> None:
 
 @command.command("activate")
 @click.argument("version")
-@config_option
+@config_option("config.yaml naming the data folder.")
 def activate(version: str, config_path: Path) -> None:
     """Make VERSION the live model (running workers switch without a restart)."""
     package = Registry(data_dir_of(config_path)).activate(version)
@@ -53,7 +52,7 @@ def activate(version: str, config_path: Path) -> None:
 @command.command("register")
 @click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--activate", "make_active", is_flag=True, help="Also make it the live model.")
-@config_option
+@config_option("config.yaml naming the data folder.")
 def register(path: Path, make_active: bool, config_path: Path) -> None:
     """Copy the model package at PATH into the registry (verified first)."""
     registry = Registry(data_dir_of(config_path))
@@ -65,7 +64,7 @@ def register(path: Path, make_active: bool, config_path: Path) -> None:
 
 
 @command.command("rollback")
-@config_option
+@config_option("config.yaml naming the data folder.")
 def rollback(config_path: Path) -> None:
     """Return to the version that was live before the current one."""
     package = Registry(data_dir_of(config_path)).rollback()
@@ -74,7 +73,7 @@ def rollback(config_path: Path) -> None:
 
 @command.command("info")
 @click.argument("model", default="active")
-@config_option
+@config_option("config.yaml naming the data folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and summary as JSON.")
 def info(model: str, config_path: Path, as_json: bool) -> None:
     """Registry facts and parameter counts/FLOPs of MODEL (active, a version, or a package folder)."""

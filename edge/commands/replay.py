@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
+from edge.commands import config_option
 
 
 @click.command("replay")
 @click.argument("batch", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-              show_default=True, help="Line configuration (cameras, engine, thresholds, data folder).")
+@config_option("Line configuration (cameras, engine, thresholds, data folder).")
 @click.option("--model", default="active", show_default=True,
               help="Model version (registry), package folder, or 'active'.")
 @click.option("--compare", default=None, help="A second model to compare with, on the same batch.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edge.commands.model import config_option
+from edge.commands import config_option
 from edge.config import ConfigError, load_config
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @click.option("--target-fr", type=float, default=0.01, show_default=True)
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (1 on a shared machine).")
 @click.option("--force", is_flag=True, help="Activate the new model even if it is worse (logged).")
-@config_option
+@config_option("config.yaml naming the data folder.")
 def command(samples: Path | None, from_db: bool, since: datetime | None, holdout: Path | None, epochs: int,
             replay_share: float, crop: int, batch: int, lr: float, target_fr: float, threads: int | None,
             force: bool, config_path: Path) -> None:

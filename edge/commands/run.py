@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
+from edge.commands import config_option
 
 
 @click.command("run")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-              show_default=True, help="Line configuration.")
+@config_option("Line configuration.")
 @click.option("--containers", type=click.IntRange(min=1), default=None,
               help="Stop after N containers (all decided and stored); default: run until stopped.")
 def command(config_path: Path, containers: int | None) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edge.commands.db import WHEN, config_option
+from edge.commands import config_option
+from edge.commands.db import WHEN
 from edge.config import AppConfig, load_config
 from storage.db import open_database
 from storage.errors import StorageError
@@ -40,7 +41,7 @@ def command() -> None:
 
 
 @command.command("export")
-@config_option
+@config_option("The line's config file (data folder, database URL).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="coco", show_default=True,
               help="coco (Label Studio, CVAT), yolo, or cvat (CVAT for images 1.1 XML).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="A new folder.")
@@ -58,7 +59,7 @@ def export_command(config_path: Path, fmt: str, out: Path, since: datetime | Non
 
 
 @command.command("import")
-@config_option
+@config_option("The line's config file (data folder, database URL).")
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 def import_command(config_path: Path, file: Path) -> None:
     """Store labels from FILE (COCO .json, or a YOLO folder with classes.txt) against their views.

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
 from pipeline.errors import PipelineError
+from edge.commands import config_option
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "packaging" / "edge.service"
 
@@ -45,8 +46,7 @@ def command() -> None:
 
 
 @command.command("install")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-              show_default=True, help="Line configuration the service runs.")
+@config_option("Line configuration the service runs.")
 @click.option("--unit-dir", type=click.Path(path_type=Path), default=Path("/etc/systemd/system"),
               show_default=True, help="Folder the unit file goes to.")
 @click.option("--prefix", type=click.Path(path_type=Path), default=None,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from edge.config import DEFAULT_PATH, load_config
+from edge.config import load_config
 from pipeline.errors import PipelineError
+from edge.commands import config_option
 
 
 def _total(samples, name: str, **match) -> float:
@@ -60,8 +61,7 @@ def summary(samples) -> list[str]:
 
 
 @click.command("status")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_PATH,
-              show_default=True, help="Line configuration (for metrics.address).")
+@config_option("Line configuration (for metrics.address).")
 @click.option("--address", default=None, help="host:port of the metrics endpoint (overrides the config).")
 def command(config_path: Path, address: str | None) -> None:
     """Summarise the running line: containers, rejects by reason, latency, relay, queues."""
