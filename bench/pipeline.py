@@ -97,7 +97,7 @@ def bench_config(data: Path, rate: float, workers: int, travel_ms: float, model:
     raw["storage"]["data_dir"] = str(data)
     raw["line"].update(speed_cpm=min(rate * 60, 1200), travel_time_ms=travel_ms)
     raw["pipeline"]["workers"] = workers
-    raw["engine"].update(model=model, thresholds={k: threshold for k in raw["engine"]["thresholds"]})
+    raw["engine"].update(model=model, default_threshold=threshold, thresholds={})
     raw["metrics"]["address"] = "127.0.0.1:0"
     return parse_config(raw, ROOT / "config.yaml")
 

@@ -91,6 +91,8 @@ class EngineSlot:
         if marker is None or marker == self.marker:
             return
         self.marker = marker
+        if marker[1] == self.engine.version:  # re-activated, or ACTIVE written when the registry began
+            return
         log.info("active model changed to %s; loading it beside %s", marker[1], self.engine.version)
         self._loading = threading.Thread(target=self._load, daemon=True, name="engine-load")
         self._loading.start()

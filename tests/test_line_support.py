@@ -62,7 +62,7 @@ def line_config(tmp: Path, package: Path, *, threshold: float = 0.05, speed_cpm:
     raw["storage"]["data_dir"] = str(tmp / "data")
     raw["line"].update(speed_cpm=speed_cpm, travel_time_ms=travel_ms)
     raw["engine"].update(model=str(package), imgsz=IMGSZ, threads=1,
-                         thresholds={k: threshold for k in raw["engine"]["thresholds"]})
+                         default_threshold=threshold, thresholds={})
     raw["metrics"]["address"] = f"127.0.0.1:{free_port()}"
     for section, values in overrides.items():
         raw[section].update(values)
