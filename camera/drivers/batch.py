@@ -8,13 +8,13 @@ batch's own seqs and records can be compared container by container.
 from __future__ import annotations
 
 import json
-from collections import deque
 from pathlib import Path
 
 import cv2
 
-from camera.base import Camera, Capture, ViewMissing, monotonic_ns, register
+from camera.base import Capture, ViewMissing, monotonic_ns, register
 from camera.drivers.convert import to_format
+from camera.drivers.playback import PlaybackCamera
 from camera.errors import CameraError
 
 BATCH_FORMAT = "edge-batch/1"
@@ -36,7 +36,7 @@ def read_manifest(path: Path, camera_id: str = "batch") -> dict:
 
 
 @register
-class BatchCamera(Camera):
+class BatchCamera(PlaybackCamera):
     driver = "batch"
     fixed_size = False  # a stored image keeps the size it was captured at
 
@@ -45,7 +45,6 @@ class BatchCamera(Camera):
         self._root = Path(config.path)
         self._views: dict[int, dict | None] = {}
         self._order: list[int] = []
-        self._pending: deque[int] = deque()
 
     def open(self) -> None:
         manifest = read_manifest(self._root, self.id)
@@ -59,16 +58,7 @@ class BatchCamera(Camera):
     def configure(self) -> None:
         """A stored image keeps the settings it was taken with."""
 
-    def arm(self) -> None:
-        self._pending.clear()
-
-    def trigger(self, container_seq: int) -> None:
-        self._pending.append(container_seq)
-
-    def grab(self, timeout_s: float) -> Capture | None:
-        if not self._pending:
-            return None
-        seq = self._pending.popleft()
+    def _capture(self, seq: int) -> Capture:
         entry = self._views.get(seq)
         if entry is None:
             raise ViewMissing(f"view {self.config.view} of container {seq} is not in batch {self._root}")
@@ -80,9 +70,6 @@ class BatchCamera(Camera):
         meta = {"batch_camera_id": entry.get("camera_id"), "batch_t_capture": entry.get("t_capture"),
                 "file": entry["file"]}
         return Capture(pixels=pixels, pixel_format=fmt, t_capture_ns=monotonic_ns(), meta=meta)
-
-    def close(self) -> None:
-        self._pending.clear()
 
     def playlist(self) -> list[int]:
         return list(self._order)

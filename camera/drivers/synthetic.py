@@ -6,20 +6,18 @@ show the same container from six sides, and a rerun shows the same line.
 
 from __future__ import annotations
 
-from collections import deque
-
-from camera.base import Camera, Capture, monotonic_ns, register
+from camera.base import Capture, monotonic_ns, register
 from camera.drivers.convert import to_format
+from camera.drivers.playback import PlaybackCamera
 
 
 @register
-class SyntheticCamera(Camera):
+class SyntheticCamera(PlaybackCamera):
     driver = "synthetic"
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self._renderer = None
-        self._pending: deque[int] = deque()
 
     def open(self) -> None:
         from camera.synth import GlassRenderer
@@ -30,24 +28,12 @@ class SyntheticCamera(Camera):
     def configure(self) -> None:
         """Nothing to set: size and share were given to the renderer."""
 
-    def arm(self) -> None:
-        self._pending.clear()
-
-    def trigger(self, container_seq: int) -> None:
-        self._pending.append(container_seq)
-
-    def grab(self, timeout_s: float) -> Capture | None:
-        if not self._pending:
-            return None
-        seq = self._pending.popleft()
+    def _capture(self, seq: int) -> Capture:
         container = self._renderer.container(self.config.seed, seq)
         view = self._renderer.render(container, self.config.view)
         pixels, fmt = to_format(view.image, self.config.pixel_format)
         return Capture(pixels=pixels, pixel_format=fmt, t_capture_ns=monotonic_ns(),
                        meta={"seed": self.config.seed, "rendered_seq": seq})
-
-    def close(self) -> None:
-        self._pending.clear()
 
     def describe(self) -> dict:
         return {"id": self.id, "driver": self.driver, "model": "GlassRenderer",
