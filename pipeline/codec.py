@@ -9,9 +9,10 @@ receiving stage counts and logs before carrying on.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+import zmq
 
 KINDS = {
     "gate",      # station -> decision: container seq entered, t_gate_ns
@@ -60,3 +61,12 @@ def require(msg: dict[str, Any], *keys: str) -> None:
     for key in keys:
         if key not in msg:
             raise ValueError(f"{msg['kind']} message without '{key}'")
+
+
+def waiting(sock: zmq.Socket, copy: bool = True) -> Iterator[list]:
+    """The multipart messages already queued on `sock`, without waiting for more."""
+    while True:
+        try:
+            yield sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+        except zmq.Again:
+            return

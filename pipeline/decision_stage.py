@@ -80,11 +80,7 @@ def run(ctx) -> None:
         deadline = book.next_deadline()
         wait_ms = 100 if deadline is None else max(0, min(100, (deadline - now) // 1_000_000 + 1))
         if poller.poll(wait_ms):
-            while True:
-                try:
-                    parts = results.recv_multipart(zmq.NOBLOCK, copy=True)
-                except zmq.Again:
-                    break
+            for parts in codec.waiting(results):
                 try:
                     msg = codec.unpack(parts)
                     kind = msg["kind"]

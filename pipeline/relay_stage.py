@@ -151,11 +151,7 @@ def run(ctx) -> None:
         if events:
             wait_ms = max(0, min(100, (events[0][0] - now - SPIN_NS) // 1_000_000))
         if inbox.poll(wait_ms):
-            while True:
-                try:
-                    parts = inbox.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            for parts in codec.waiting(inbox):
                 last_input = time.monotonic()
                 try:
                     msg = codec.unpack(parts)

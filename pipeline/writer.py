@@ -104,11 +104,7 @@ def run(ctx) -> None:
     while ctx.running or pending or time.monotonic() - last_input < IDLE_EXIT_S:
         events = dict(poller.poll(50))
         if images_in in events:
-            while True:
-                try:
-                    parts = images_in.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
+            for parts in codec.waiting(images_in, copy=False):
                 last_input = time.monotonic()
                 try:
                     msg = codec.unpack(parts)
@@ -124,11 +120,7 @@ def run(ctx) -> None:
                     metrics.BAD.labels("writer", "malformed").inc()
                     log.warning("bad image message (%s); ignored", exc)
         if decisions in events:
-            while True:
-                try:
-                    parts = decisions.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
+            for parts in codec.waiting(decisions):
                 last_input = time.monotonic()
                 try:
                     msg = codec.unpack(parts)
