@@ -1,6 +1,6 @@
 """Training throughput: images/s of full training steps (forward, loss, backward, AdamW).
 
-    python bench/training.py [--model rtvp-n] [--crop 256] [--batch 8] [--steps 5] [--threads 1]
+    python -m bench.training [--model rtvp-n] [--crop 256] [--batch 8] [--steps 5] [--threads 1]
 
 Random crops with one defect-sized box each; the first step (allocation) is not timed.
 On a CPU shared with other work, 1 thread is faster than 2 (OpenMP threads wait on each
