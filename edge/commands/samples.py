@@ -16,11 +16,14 @@ from storage.samples import FORMATS, export_samples, import_labels
 
 
 def vocabulary(config: AppConfig) -> list[str]:
-    """The active model's class names; the configured thresholds' classes when no model is registered."""
+    """The active model's class names (the shipped model's on a new line, as `edge run` would
+    register it); the configured thresholds' classes when no model can be found."""
     from storage.registry import Registry
 
+    registry = Registry(config.data_dir)
     try:
-        return list(Registry(config.data_dir).active().vocabulary)
+        registry.ensure_default()
+        return list(registry.active().vocabulary)
     except StorageError:
         if config.engine.thresholds:
             return list(config.engine.thresholds)
