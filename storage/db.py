@@ -97,12 +97,9 @@ class View(Base):
     __table_args__ = (Index("ix_views_purge", "image_state", "labelled", "id"),)
 
 
-class Detection(Base):
-    __tablename__ = "detections"
-    id: Mapped[int] = mapped_column(RowId, primary_key=True)
-    view_id: Mapped[int] = mapped_column(ForeignKey("views.id", ondelete="CASCADE"), index=True)
-    class_name: Mapped[str] = mapped_column(String(64))
-    score: Mapped[float] = mapped_column(Float)
+class BoxColumns:
+    """x1 y1 x2 y2 in view pixels, shared by detections (the model's) and labels (a person's)."""
+
     x1: Mapped[float] = mapped_column(Float)
     y1: Mapped[float] = mapped_column(Float)
     x2: Mapped[float] = mapped_column(Float)
@@ -113,23 +110,23 @@ class Detection(Base):
         return [self.x1, self.y1, self.x2, self.y2]
 
 
-class Label(Base):
+class Detection(BoxColumns, Base):
+    __tablename__ = "detections"
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    view_id: Mapped[int] = mapped_column(ForeignKey("views.id", ondelete="CASCADE"), index=True)
+    class_name: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+
+
+class Label(BoxColumns, Base):
     """A person's box on a view (imported from a labelling tool): training truth, not a detection."""
 
     __tablename__ = "labels"
     id: Mapped[int] = mapped_column(RowId, primary_key=True)
     view_id: Mapped[int] = mapped_column(ForeignKey("views.id", ondelete="CASCADE"), index=True)
     class_name: Mapped[str] = mapped_column(String(64))
-    x1: Mapped[float] = mapped_column(Float)
-    y1: Mapped[float] = mapped_column(Float)
-    x2: Mapped[float] = mapped_column(Float)
-    y2: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(UTCDateTime)
-
-    @property
-    def box(self) -> list[float]:
-        return [self.x1, self.y1, self.x2, self.y2]
 
 
 class Event(Base):
