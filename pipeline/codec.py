@@ -19,6 +19,7 @@ KINDS = {
     "view",      # worker/station -> decision: one view's outcome (inferred, missing, dropped, bad)
     "end",       # station -> decision: no more containers (--containers N done, SIGTERM)
     "crash",     # supervisor -> decision: a stage died; its in-flight views will not come
+    "arm",       # decision -> relay: container gated, pulse at due_ns unless a pass comes first
     "decision",  # decision -> relay, writer, observers
     "image",     # worker -> writer: pixels of one view, kept until its decision arrives
     "beat",      # any stage -> supervisor: heartbeat with state and counters

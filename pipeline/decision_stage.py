@@ -43,6 +43,15 @@ def run(ctx) -> None:
     rejects: dict[str, int] = {}
     passes, bad, ended = 0, 0, False
     latencies: deque[float] = deque(maxlen=500)
+    # Default to reject: the relay pulses every gated container unless a pass reaches it in
+    # time (pipeline/pulses.py), so a starved or dead decision stage still rejects.
+    arm = config.line.late_result == "reject"
+
+    def opened(seq: int, t_gate_ns: int) -> None:
+        journal.opened(seq, t_gate_ns)
+        if arm:
+            outputs[0].send([codec.pack("arm", seq=seq, t_gate_ns=t_gate_ns,
+                                        due_ns=book.open[(seq, t_gate_ns)].due_ns)])
 
     def publish(decision: dict) -> None:
         nonlocal passes
@@ -91,7 +100,7 @@ def run(ctx) -> None:
                         known = key in book.open
                         decision = book.view(msg, time.monotonic_ns())
                         if not known and key in book.open:
-                            journal.opened(*key)
+                            opened(*key)
                         if decision:
                             publish(decision)
                         for key, reason in (("late_views", "late result"), ("unknown", "unknown container"),
@@ -102,9 +111,11 @@ def run(ctx) -> None:
                                     metrics.FRAMES.labels("decision", "late", "after decision").inc()
                     elif kind == "gate":
                         codec.require(msg, "seq", "t_gate_ns")
-                        if (int(msg["seq"]), int(msg["t_gate_ns"])) not in book.open:
-                            journal.opened(int(msg["seq"]), int(msg["t_gate_ns"]))
-                        book.gate(int(msg["seq"]), int(msg["t_gate_ns"]), time.monotonic_ns())
+                        key = (int(msg["seq"]), int(msg["t_gate_ns"]))
+                        known = key in book.open
+                        book.gate(*key, time.monotonic_ns())
+                        if not known and key in book.open:
+                            opened(*key)
                     elif kind == "crash":
                         book.crash(msg.get("stage", "?"), int(msg.get("at_ns", time.monotonic_ns())))
                         log.warning("%s crashed: its in-flight views will be rejected at their deadline",

@@ -2,25 +2,28 @@
 
 Pulses are scheduled on the monotonic clock: the process sleeps in ZeroMQ's poll until
 shortly before the next due time, then spins the last SPIN_NS so that the pulse leaves
-within a fraction of a millisecond of the due time. A decision that arrives after its
-container has passed the ejector is not fired (it would eject the next container): it
-is an alarm, logged and counted. Each output is journalled against its container in
+within a fraction of a millisecond of the due time. Which containers get one is
+pipeline/pulses.py: every gated container is armed, a timely pass cancels its pulse, so
+a container whose decision is not in by the ejector is rejected. A reject for an unarmed
+container that arrives after it has passed the ejector is not fired (it would eject the
+next container): it is an alarm, logged and counted. Each output is journalled against its container in
 <data_dir>/relay/outputs.jsonl (rotated).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import logging.handlers
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import zmq
 
 from pipeline import codec
+from pipeline.pulses import MISSED, OVERRULED, REMEMBER, Pulse, PulseSchedule
 from pipeline.relay import PtyPort, Relay, open_port, plc_line, write_name
 
 log = logging.getLogger(__name__)
@@ -59,29 +62,33 @@ def run(ctx) -> None:
     pulse_ns = int(getattr(cfg, "pulse_ms", 0) * 1e6)
     journal = journal_logger(config.data_dir)
     inbox = ctx.endpoints.bind("relay_in", zmq.PULL)
-    events: list[tuple[int, int, str, int]] = []  # (t_ns, order, "on"|"off", seq)
-    order = 0
-    seen: dict[tuple[int, int], int] = {}
+    schedule = PulseSchedule(lead_ns)
     awaiting_confirm: list[tuple[int, int]] = []  # (fired_ns, seq)
-    counts = {"decisions": 0, "pulses": 0, "missed": 0, "lines": 0, "duplicates": 0, "bad": 0,
-              "confirmed": 0, "unconfirmed": 0}
-    closed_until = 0
+    counts = {"decisions": 0, "pulses": 0, "failsafe": 0, "missed": 0, "overruled": 0, "lines": 0,
+              "duplicates": 0, "bad": 0, "confirmed": 0, "unconfirmed": 0}
+    seen: OrderedDict[tuple[int, int], None] = OrderedDict()  # decided containers
+    closed_until = 0  # the relay is on until then (0: off)
 
     def record(kind: str, seq: int, **fields) -> None:
         journal.info(json.dumps({"kind": kind, "seq": seq,
                                  "utc": datetime.now(timezone.utc).isoformat(), **fields}))
 
     def handle(msg: dict) -> None:
-        nonlocal order
-        codec.require(msg, "seq", "t_gate_ns", "due_ns", "decision")
+        codec.require(msg, "seq", "t_gate_ns", "due_ns")
         key = (int(msg["seq"]), int(msg["t_gate_ns"]))
+        now = time.monotonic_ns()
+        if msg["kind"] == "arm":
+            if relay is not None:
+                schedule.arm(key, int(msg["due_ns"]), now)
+            return
+        codec.require(msg, "decision")
         if key in seen:
             counts["duplicates"] += 1
             log.warning("container %d: second decision ignored (one output per container)", key[0])
             return
-        seen[key] = 1
-        if len(seen) > 100_000:
-            seen.pop(next(iter(seen)))
+        seen[key] = None
+        if len(seen) > REMEMBER:
+            seen.popitem(last=False)
         counts["decisions"] += 1
         if relay is None:  # PLC: tell it now, it times the ejector
             line = plc_line(cfg.message, key[0], msg["decision"], msg.get("reason", ""))
@@ -91,40 +98,45 @@ def run(ctx) -> None:
             metrics.RELAY.labels("plc", msg["decision"]).inc()
             record("plc", key[0], decision=msg["decision"], line=line.decode(errors="replace").strip())
             return
-        if msg["decision"] != "reject":
-            return
         due = int(msg["due_ns"])
-        now = time.monotonic_ns()
-        if now > due + lead_ns:
+        outcome = schedule.decide(key, msg["decision"], due, now)
+        if outcome == MISSED:
             counts["missed"] += 1
             metrics.RELAY.labels("pulse", "missed").inc()
             log.error("ALARM: container %d: reject decided %.0f ms after it passed the ejector; NOT "
                       "ejected", key[0], (now - due) / 1e6)
             record("missed", key[0], due_ns=due, late_ms=round((now - due) / 1e6, 3))
-            return
-        order += 1
-        heapq.heappush(events, (due, order, "on", key[0]))
+        elif outcome == OVERRULED:
+            counts["overruled"] += 1
+            metrics.RELAY.labels("pulse", "overruled").inc()
+            log.error("ALARM: container %d: its pass came %.0f ms after the ejector had rejected it "
+                      "(fail-safe): a good container was thrown out", key[0], (now - due) / 1e6)
+            record("overruled", key[0], due_ns=due, late_ms=round((now - due) / 1e6, 3))
 
-    def fire(t_ns: int, action: str, seq: int) -> None:
-        nonlocal closed_until, order
-        if action == "on":
-            sent = time.monotonic_ns()
-            if sent < closed_until:  # previous pulse still on: stretch it
-                closed_until = sent + pulse_ns
-            else:
-                relay.set(True)
-                closed_until = sent + pulse_ns
-            order += 1
-            heapq.heappush(events, (closed_until, order, "off", seq))
-            error = sent - t_ns
-            counts["pulses"] += 1
-            metrics.RELAY.labels("pulse", "fired").inc()
-            metrics.RELAY_ERROR.observe(error / 1e9)
-            record("pulse", seq, due_ns=t_ns, sent_ns=sent, error_ms=round(error / 1e6, 3))
-            if confirm is not None:
-                awaiting_confirm.append((sent, seq))
-        elif time.monotonic_ns() >= closed_until:
-            relay.set(False)
+    def fire(pulse: Pulse) -> None:
+        nonlocal closed_until
+        sent = time.monotonic_ns()
+        if not closed_until:  # an overlapping pulse just stretches the one that is on
+            relay.set(True)
+        closed_until = sent + pulse_ns
+        seq = pulse.key[0]
+        error = sent - pulse.due_ns
+        counts["pulses"] += 1
+        metrics.RELAY.labels("pulse", "fired").inc()
+        metrics.RELAY_ERROR.observe(error / 1e9)
+        if pulse.failsafe:
+            counts["failsafe"] += 1
+            metrics.RELAY.labels("pulse", "failsafe").inc()
+            log.error("container %d: no decision by the ejector: rejected (fail-safe)", seq)
+        record("pulse", seq, due_ns=pulse.due_ns, sent_ns=sent, error_ms=round(error / 1e6, 3),
+               failsafe=pulse.failsafe)
+        if confirm is not None:
+            awaiting_confirm.append((sent, seq))
+
+    def next_output() -> int | None:
+        """When the relay next has to switch: the earliest due pulse, or the end of this one."""
+        times = [t for t in (schedule.next_due(), closed_until or None) if t is not None]
+        return min(times, default=None)
 
     def check_confirms() -> None:
         lines = confirm.read_lines() if isinstance(confirm, PtyPort) else \
@@ -145,32 +157,34 @@ def run(ctx) -> None:
 
     ctx.state = "ready"
     last_input = time.monotonic()
-    while ctx.running or events or time.monotonic() - last_input < IDLE_EXIT_S:
-        now = time.monotonic_ns()
-        wait_ms = 100
-        if events:
-            wait_ms = max(0, min(100, (events[0][0] - now - SPIN_NS) // 1_000_000))
+    while ctx.running or schedule or closed_until or time.monotonic() - last_input < IDLE_EXIT_S:
+        nxt = next_output()
+        wait_ms = 100 if nxt is None else max(0, min(100, (nxt - time.monotonic_ns() - SPIN_NS) // 1_000_000))
         if inbox.poll(wait_ms):
             for parts in codec.waiting(inbox):
                 last_input = time.monotonic()
                 try:
                     msg = codec.unpack(parts)
-                    if msg["kind"] != "decision":
+                    if msg["kind"] not in ("arm", "decision"):
                         raise ValueError(f"unexpected {msg['kind']} message")
                     handle(msg)
                 except (ValueError, KeyError, TypeError) as exc:
                     counts["bad"] += 1
                     metrics.BAD.labels("relay", "malformed").inc()
                     log.warning("bad message for the reject controller (%s); ignored", exc)
-        while events and events[0][0] - time.monotonic_ns() <= SPIN_NS:
-            t_ns, _, action, seq = heapq.heappop(events)
-            while time.monotonic_ns() < t_ns:
+        while (nxt := next_output()) is not None and nxt - time.monotonic_ns() <= SPIN_NS:
+            while time.monotonic_ns() < nxt:
                 pass
-            fire(t_ns, action, seq)
+            due = schedule.next_due()
+            if closed_until and (due is None or closed_until < due):
+                relay.set(False)
+                closed_until = 0
+            else:
+                fire(schedule.pop())
         if confirm is not None:
             check_confirms()
-        metrics.DEPTH.labels("relay").set(len(events))
-        ctx.beat(pending=len(events), port=getattr(dev, "name", cfg.port), **counts)
+        metrics.DEPTH.labels("relay").set(len(schedule))
+        ctx.beat(pending=len(schedule), port=getattr(dev, "name", cfg.port), **counts)
     if relay is not None:
         relay.set(False)
     ctx.beat(force=True, pending=0, **counts)

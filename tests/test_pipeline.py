@@ -17,6 +17,7 @@ from pipeline import codec
 from pipeline.config import CurveConfig, PipelineConfig, PlcRejectConfig, RelayRejectConfig
 from pipeline.decision import DecisionBook
 from pipeline.errors import PipelineError
+from pipeline.pulses import ALREADY_FIRED, CANCELLED, MISSED, OVERRULED, SCHEDULED, PulseSchedule
 from pipeline.relay import PtyPort, Relay, open_port, plc_line
 from pipeline.sockets import Endpoints, is_loopback
 
@@ -119,6 +120,36 @@ def test_mixed_model_versions_are_all_recorded():
     views = {v: result(v, version="v1" if v < 3 else "v2") for v in range(6)}
     (d,) = feed(book(), views)
     assert d["model_version"] == "v1,v2"
+
+
+def test_armed_container_is_rejected_at_due_unless_a_pass_comes_first():
+    pulses = PulseSchedule(lead_ns=30 * MS)
+    due = GATE + 1000 * MS
+    for seq in (1, 2, 3):
+        assert pulses.arm((seq, GATE + seq), due + seq, now_ns=GATE)
+    assert not pulses.arm((1, GATE + 1), due + 1, now_ns=GATE)  # armed once
+    assert pulses.decide((1, GATE + 1), "pass", due + 1, GATE + 300 * MS) == CANCELLED
+    assert pulses.decide((2, GATE + 2), "reject", due + 2, GATE + 300 * MS) == SCHEDULED
+    assert len(pulses) == 2 and pulses.next_due() == due + 2
+    fired = [pulses.pop(), pulses.pop()]
+    assert [(p.key[0], p.failsafe) for p in fired] == [(2, False), (3, True)]  # 3: never decided
+    assert len(pulses) == 0 and pulses.next_due() is None
+    # decisions that come after the fail-safe pulse cannot un-eject the container
+    assert pulses.decide((3, GATE + 3), "pass", due + 3, due + 50 * MS) == OVERRULED
+    assert not pulses.arm((2, GATE + 2), due + 2, now_ns=GATE)  # decided: a late arm is ignored
+
+
+def test_unarmed_reject_is_timed_or_missed_and_a_fail_safe_reject_is_not_fired_twice():
+    pulses = PulseSchedule(lead_ns=30 * MS)
+    due = GATE + 1000 * MS
+    assert pulses.decide((1, GATE), "reject", due, due - 100 * MS) == SCHEDULED
+    assert pulses.decide((2, GATE), "reject", due, due + 31 * MS) == MISSED  # past the ejector
+    assert pulses.decide((3, GATE), "pass", due, due - 100 * MS) == CANCELLED
+    assert not pulses.arm((4, GATE), due, now_ns=due + 31 * MS)  # too late to arm
+    pulses.arm((5, GATE), due + 5 * MS, now_ns=GATE)
+    assert [pulses.pop().key[0], pulses.pop().key[0]] == [1, 5]
+    assert pulses.decide((5, GATE), "reject", due + 5 * MS, due + 40 * MS) == ALREADY_FIRED
+    assert len(pulses) == 0
 
 
 def test_codec_rejects_foreign_and_truncated_messages():
