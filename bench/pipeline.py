@@ -3,7 +3,7 @@
 a quiet PC for figures to quote, and compare each against the 10 containers/s line (60 views/s).
 
     python -m bench.pipeline plumbing [--containers 600] [--rate 120] [--workers 2]
-    python -m bench.pipeline engine   [--containers 20] [--rate 0.5] [--model models/rtvp-tiny-synth]
+    python -m bench.pipeline engine   [--containers 20] [--rate 0.5] [--model models/<shipped default>]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import yaml  # noqa: E402
 
 from camera.frame import Frame  # noqa: E402
 from engines.detections import Detections  # noqa: E402
+from storage.registry import DEFAULT_MODEL, SHIPPED  # noqa: E402
 
 VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
 LINE_VIEWS_S = 60.0  # a 10 containers/s line
@@ -176,7 +177,7 @@ def main() -> None:
     b.add_argument("--containers", type=int, default=20)
     b.add_argument("--rate", type=float, default=0.5)
     b.add_argument("--workers", type=int, default=1)
-    b.add_argument("--model", default=str(ROOT / "models" / "rtvp-tiny-synth"))
+    b.add_argument("--model", default=str(SHIPPED / DEFAULT_MODEL))
     b.add_argument("--imgsz", type=int, default=640)
     b.add_argument("--travel-ms", type=float, default=3000)
     b.add_argument("--threshold", type=float, default=0.5)

@@ -78,6 +78,18 @@ def test_ensure_default_copies_shipped_model_once(tmp_path):
     assert manifest["vocabulary"] == ["oil", "bubble"]
 
 
+def test_shipped_default_model_is_intact_and_calibrated():
+    """What `edge run` goes live with on a new line: hashes verify, every name has a threshold."""
+    from storage.registry import DEFAULT_MODEL, SHIPPED
+
+    package = ModelPackage.load(SHIPPED / DEFAULT_MODEL)  # verifies every file's sha256
+    assert package.version == DEFAULT_MODEL
+    assert set(package.thresholds) == set(package.manifest["vocabulary"])
+    assert all(0 < t < 1 for t in package.thresholds.values())
+    test = package.manifest["metrics"]["test"]  # figures on containers it never saw
+    assert test["images"] > 0 and 0 <= test["ap50"] <= 1 and "escape_rate" in test["at_target"]
+
+
 def test_ensure_default_without_shipped_model_says_so(tmp_path):
     with pytest.raises(StorageError, match="shipped model"):
         Registry(tmp_path / "data").ensure_default(tmp_path / "absent")
