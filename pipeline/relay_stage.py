@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 SPIN_NS = 2_000_000
 CONFIRM_WINDOW_NS = 1_000_000_000
 IDLE_EXIT_S = 0.3
+ALARMS = {  # decisions that came too late for the ejector, and what that did to the container
+    MISSED: "reject decided %.0f ms after it passed the ejector; NOT ejected",
+    OVERRULED: "its pass came %.0f ms after the ejector had rejected it (fail-safe): a good container "
+               "was thrown out",
+}
 
 
 def journal_logger(data_dir: Path) -> logging.Logger:
@@ -100,18 +105,13 @@ def run(ctx) -> None:
             return
         due = int(msg["due_ns"])
         outcome = schedule.decide(key, msg["decision"], due, now)
-        if outcome == MISSED:
-            counts["missed"] += 1
-            metrics.RELAY.labels("pulse", "missed").inc()
-            log.error("ALARM: container %d: reject decided %.0f ms after it passed the ejector; NOT "
-                      "ejected", key[0], (now - due) / 1e6)
-            record("missed", key[0], due_ns=due, late_ms=round((now - due) / 1e6, 3))
-        elif outcome == OVERRULED:
-            counts["overruled"] += 1
-            metrics.RELAY.labels("pulse", "overruled").inc()
-            log.error("ALARM: container %d: its pass came %.0f ms after the ejector had rejected it "
-                      "(fail-safe): a good container was thrown out", key[0], (now - due) / 1e6)
-            record("overruled", key[0], due_ns=due, late_ms=round((now - due) / 1e6, 3))
+        alarm = ALARMS.get(outcome)
+        if alarm:
+            late_ms = (now - due) / 1e6
+            counts[outcome] += 1
+            metrics.RELAY.labels("pulse", outcome).inc()
+            log.error("ALARM: container %d: " + alarm, key[0], late_ms)
+            record(outcome, key[0], due_ns=due, late_ms=round(late_ms, 3))
 
     def fire(pulse: Pulse) -> None:
         nonlocal closed_until
