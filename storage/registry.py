@@ -30,7 +30,7 @@ ACTIVE = "ACTIVE"
 HISTORY = "HISTORY.json"
 # The model shipped in the repository: trained on synthetic containers only.
 SHIPPED = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "rtvp-tiny-synth"
+DEFAULT_MODEL = "rtvp-n-synth"
 
 
 def _write_atomic(path: Path, text: str) -> None:
