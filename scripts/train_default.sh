@@ -42,8 +42,8 @@ edge eval "models/$NAME" --data "$WORK/test" --runtime onnxruntime --imgsz 640 -
   --record test --json "$WORK/test_metrics.json"
 
 # Zero-shot: the base-names-only model prompted with the novel names on the unseen pool.
-[ -f "$WORK/zs/rtvp-tiny-base/manifest.json" ] || scripts/train_zero_shot.sh "$WORK"
-edge eval "$WORK/zs/rtvp-tiny-base" --data "$WORK/test" --split models/split-synth.json --runtime onnxruntime \
+[ -f "$WORK/zs-n/rtvp-n-base/manifest.json" ] || scripts/train_zero_shot.sh "$WORK"
+edge eval "$WORK/zs-n/rtvp-n-base" --data "$WORK/test" --split models/split-synth.json --runtime onnxruntime \
   --imgsz 640 --json "$WORK/zs_novel_metrics.json"
 python - "$WORK" "$NAME" <<'PY'
 import json, sys
@@ -51,7 +51,7 @@ from engines.package import ModelPackage
 work, name = sys.argv[1], sys.argv[2]
 novel = json.load(open(f"{work}/zs_novel_metrics.json"))
 ModelPackage.load(f"models/{name}").update(zero_shot={
-    "model": "rtvp-tiny-base: rtvp-tiny trained on the base names of models/split-synth.json only "
+    "model": "rtvp-n-base: rtvp-n trained on the base names of models/split-synth.json only "
              "(scripts/train_zero_shot.sh), prompted with the novel names",
     **{k: novel[k] for k in ("ap", "ap50", "ap75", "per_class", "at_target", "images", "vocabulary")}})
 PY
