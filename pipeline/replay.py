@@ -3,7 +3,7 @@
 The batch is played by the camera batch driver through the same station, ZeroMQ stages,
 engines and decision rules as `edge run`, into a database of its own
 (<data_dir>/replays/<name>/), never the line's, and with the reject output on a
-pseudo-terminal (a replay never touches the real ejector). Deadlines are lifted
+pseudo-terminal as PLC lines (a replay never touches the real ejector). Deadlines are lifted
 (travel time of REPLAY_TRAVEL_MS), so a slow PC changes how long a replay takes, not
 what it decides. The report compares the decisions with those recorded in the batch,
 with a second model (--compare), and with the batch's labels where it has them.
@@ -41,7 +41,7 @@ class Outcome:
 
 
 def replay_config(config, batch: Path, package_path: Path, data_dir: Path):
-    """The line's config, with batch cameras, this model, its own data folder and a pty relay."""
+    """The line's config, with batch cameras, this model, its own data folder and a pty reject output."""
     from edge.config import AppConfig
 
     raw = config.model_dump(mode="json")
@@ -52,7 +52,9 @@ def replay_config(config, batch: Path, package_path: Path, data_dir: Path):
     raw["engine"]["model"] = str(package_path)
     raw["storage"].update(data_dir=str(data_dir), database=f"sqlite:///{data_dir / 'edge.db'}",
                           keep_images="none")
-    raw["reject"] = {"driver": "relay", "port": "pty"}
+    # A PLC line per container on a pty: decisions leave at once, so the replay does not
+    # wait out the lifted deadlines for timed pulses that no ejector will see.
+    raw["reject"] = {"driver": "plc", "port": "pty"}
     raw["metrics"] = {"address": "127.0.0.1:0"}
     raw["pipeline"] = {"workers": raw["pipeline"]["workers"], "hwm": REPLAY_HWM}
     return AppConfig.model_validate(raw)
