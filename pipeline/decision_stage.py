@@ -43,9 +43,10 @@ def run(ctx) -> None:
     rejects: dict[str, int] = {}
     passes, bad, ended = 0, 0, False
     latencies: deque[float] = deque(maxlen=500)
-    # Default to reject: the relay pulses every gated container unless a pass reaches it in
-    # time (pipeline/pulses.py), so a starved or dead decision stage still rejects.
-    arm = config.line.late_result == "reject"
+    # Default to reject: the timed relay pulses every gated container unless a pass reaches it
+    # in time (pipeline/pulses.py), so a starved or dead decision stage still rejects. A PLC
+    # times its own ejector and is told each decision only.
+    arm = config.line.late_result == "reject" and config.reject.driver == "relay"
 
     def opened(seq: int, t_gate_ns: int) -> None:
         journal.opened(seq, t_gate_ns)
