@@ -1,4 +1,5 @@
-"""systemd's notify protocol in pure Python: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1.
+"""systemd's notify protocol in pure Python: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1,
+EXTEND_TIMEOUT_USEC=....
 
 Messages are datagrams to the Unix socket named by $NOTIFY_SOCKET (a leading '@' is the
 abstract namespace). Outside systemd the variable is absent and every call is a no-op,
@@ -23,12 +24,14 @@ class Notifier:
         return bool(self.address)
 
     def watchdog_interval(self) -> float | None:
-        """Seconds between pings: half of WatchdogSec, as sd_watchdog_enabled() advises."""
+        """Seconds between pings: a quarter of WatchdogSec (sd_watchdog_enabled() advises at
+        least half), so that a busy loop turn or a stage restart never brings the gap near
+        the limit; bench/soak.py measures the longest gap."""
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
         if not usec or (pid and int(pid) != os.getpid()):
             return None
-        return int(usec) / 2e6
+        return int(usec) / 4e6
 
     def notify(self, *fields: str) -> bool:
         if not self.address:
@@ -50,6 +53,15 @@ class Notifier:
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")
+
+    def extend_timeout(self, seconds: float) -> None:
+        """Ask for `seconds` more from now before systemd's start (or stop) timeout fires.
+
+        A TensorRT engine build at start can outlast TimeoutStartSec: send this
+        repeatedly, well before the previous extension runs out, while a stage is still
+        starting. It only ever lengthens the unit's timeout, never shortens it.
+        """
+        self.notify(f"EXTEND_TIMEOUT_USEC={round(seconds * 1_000_000)}")
 
     def stopping(self, status: str) -> None:
         self.notify("STOPPING=1", f"STATUS={status}")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ import pytest
 from engines.config import EngineConfig
 from engines.errors import EngineError
 from engines.runtimes import load_engine
-from engines.runtimes.tensorrt import cached_engine, engine_key, import_gpu_stack, why_rebuild
+from engines.runtimes.tensorrt import cached_engine, engine_key, engine_name, import_gpu_stack, why_rebuild
 from test_engines_model import IMGSZ, make_package, views
 
 
@@ -83,7 +86,7 @@ def test_damaged_engine_or_metadata_is_rebuilt_never_loaded(key, tmp_path, caplo
     path.write_bytes(b"\x00garbage")  # same key, damaged body
     with caplog.at_level(logging.WARNING):
         assert cached_engine(path, key, builds.build, builds.deserialize) == b"ENGINE2"
-    assert "does not deserialize" in caplog.text
+    assert "differs from its recorded sha256" in caplog.text  # found before TensorRT is handed the file
     path.with_name(path.name + ".json").write_text("{truncated")
     assert cached_engine(path, key, builds.build, builds.deserialize) == b"ENGINE3"
 
@@ -92,6 +95,27 @@ def test_a_build_that_cannot_be_loaded_is_an_error(key, tmp_path) -> None:
     with pytest.raises(EngineError, match="cannot deserialize"):
         cached_engine(tmp_path / "m.engine", key, lambda: b"broken", Builds.deserialize)
     assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.mark.parametrize("version", ["11.0.0", "11.4.1"])
+def test_tensorrt_11_is_refused_at_load_naming_the_pin(monkeypatch, version) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+    with pytest.raises(EngineError, match=rf"needs TensorRT 10 \(installed: {version};.*'tensorrt>=10,<11'"):
+        import_gpu_stack()
+
+
+def test_tensorrt_10_passes_the_version_check(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    try:
+        import_gpu_stack()  # pycuda and a GPU next: absent here, present on a GPU machine
+    except EngineError as exc:
+        assert "needs TensorRT 10" not in str(exc)
+        assert "pycuda" in str(exc) or "CUDA" in str(exc)
+
+
+def test_engine_file_names_the_tensorrt_major() -> None:
+    assert engine_name(Path("rtvp-640-ab-cd.onnx"), "fp16", "10.3.0") == "rtvp-640-ab-cd-fp16-trt10.engine"
+    assert engine_name(Path("m.onnx"), "fp16", "11.0.0") != engine_name(Path("m.onnx"), "fp16", "10.3.0")
 
 
 def _gpu_stack_reason() -> str | None:

@@ -2,7 +2,8 @@
 
     load_engine(package, config, cache_dir) -> Engine
 
-ONNX Runtime and TensorRT run an exported ONNX file. A package that ships a
+ONNX Runtime (on the CPU, or `onnxruntime-gpu`: its CUDA / TensorRT execution providers)
+and TensorRT run an exported ONNX file. A package that ships a
 `model.onnx` for the asked vocabulary and input size uses it; otherwise the graph is
 exported on first use. Exported files and TensorRT engines are written next to the
 model (<package>/cache/) when the package folder is writable and inside the data folder,
@@ -11,7 +12,9 @@ never written to). <package>/cache/ is always looked in first, so a graph or eng
 ahead of time by `edge export` / `edge engine build` is found whatever cache_dir a
 caller passes. File names carry the input size, a hash of the vocabulary and its
 embeddings and the weights' hash, so a new vocabulary or new weights never reuse a
-stale graph.
+stale graph. A cached graph is used only while it matches the sha256 recorded beside it
+at export (a graph edited in place, metadata and all, is exported again), and a
+package's own model.onnx only when its manifest lists it (and so pins its hash).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from engines.config import EngineConfig
 from engines.engine import Engine, class_thresholds
 from engines.errors import EngineError
 from engines.export import export_onnx, read_metadata, vocabulary_embeddings, vocabulary_hash
-from engines.package import ONNX, WEIGHTS, ModelPackage
+from engines.package import ONNX, WEIGHTS, ModelPackage, digest_differs
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,12 @@ CACHE = "cache"  # the artifact folder inside a package
 # runtime name (EngineConfig.runtime) -> "module:class"; modules import their SDK lazily.
 RUNTIMES = {
     "onnxruntime": "engines.runtimes.onnxruntime:OnnxRuntimeEngine",
+    "onnxruntime-gpu": "engines.runtimes.onnxruntime:OnnxRuntimeGpuEngine",
     "tensorrt": "engines.runtimes.tensorrt:TensorRTEngine",
     "torch": "engines.runtimes.torch:TorchEngine",
 }
+# Runtimes that refuse to run without an NVIDIA GPU (the systemd unit grants them /dev/nvidia*).
+GPU_RUNTIMES = ("onnxruntime-gpu", "tensorrt")
 
 
 def runtime_class(name: str) -> type[Engine]:
@@ -82,16 +88,17 @@ def ensure_onnx(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
     wanted = {"vocabulary": json.dumps(list(vocabulary)), "vocabulary_hash": vocabulary_hash(vocabulary, embeddings),
               "imgsz": str(config.imgsz), "batch": "dynamic"}
     shipped = package.path / ONNX
-    if shipped.is_file() and _fits(shipped, wanted):
+    if ONNX in package.manifest["files"] and _fits(shipped, wanted):  # its sha256 verified with the package
         return shipped
     name = onnx_name(package, vocabulary, embeddings, config.imgsz)
     target = artifact_dir(package, cache_dir, data_dir) / name
     # <package>/cache/ first, whoever's cache_dir this is: `edge export` may have put it there.
     for path in dict.fromkeys([package.path / CACHE / name, target]):
         if path.is_file():
-            if _fits(path, wanted):
+            changed = digest_differs(path)
+            if changed is None and _fits(path, wanted):
                 return path
-            log.warning("%s: does not fit (damaged or other vocabulary); exporting again", path)
+            log.warning("%s: %s; exporting again", path, changed or "does not fit (damaged or other vocabulary)")
     return export_onnx(package, target, vocabulary=vocabulary, imgsz=config.imgsz)
 
 
@@ -114,6 +121,7 @@ def load_engine(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
     `options` go to the runtime (providers=, device=, calibration=, max_batch=).
     """
     cls = runtime_class(config.runtime)
+    package.verify()  # its files, and its registration digest where it has one: nothing changed since load
     vocabulary = tuple(vocabulary) if vocabulary else package.vocabulary
     thresholds = class_thresholds(vocabulary, config, package.thresholds, score_floor)
     if config.runtime == "torch":

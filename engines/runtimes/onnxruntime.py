@@ -1,5 +1,9 @@
 """ONNX Runtime: the CPU-only line PC's runtime (and CUDA / TensorRT providers where installed).
 
+`runtime: onnxruntime-gpu` is the same engine for a GPU PC without the TensorRT Python
+package: it insists on onnxruntime-gpu's TensorRT or CUDA execution provider and refuses
+to start rather than fall back to the CPU, where a line would silently run 10x slower.
+
 Input and outputs are bound once per batch size to arrays allocated for the largest
 batch (IO binding), so a call allocates nothing: the letterbox writes straight into the
 bound input and the graph writes straight into the bound outputs.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -19,12 +24,12 @@ from engines.export import INPUT, OUTPUTS, check_vocabulary
 
 log = logging.getLogger(__name__)
 
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
-def default_providers(config: EngineConfig, cache_dir: Path, imgsz: int, max_batch: int) -> list:
-    """TensorRT, then CUDA, then CPU: whichever of them this onnxruntime build has."""
-    import onnxruntime as ort
 
-    available = ort.get_available_providers()
+def default_providers(config: EngineConfig, cache_dir: Path, imgsz: int, max_batch: int,
+                      available: Sequence[str]) -> list:
+    """TensorRT, then CUDA, then CPU: whichever of them this onnxruntime build has (`available`)."""
     providers: list = []
     if "TensorrtExecutionProvider" in available:
         shape = lambda n: f"{INPUT}:{n}x3x{imgsz}x{imgsz}"  # noqa: E731
@@ -37,12 +42,30 @@ def default_providers(config: EngineConfig, cache_dir: Path, imgsz: int, max_bat
     return providers + ["CPUExecutionProvider"]
 
 
+def require_gpu_build(available: Sequence[str], version: str) -> None:
+    """EngineError unless this onnxruntime is a GPU build (onnxruntime-gpu)."""
+    if not any(name in available for name in GPU_PROVIDERS):
+        raise EngineError(f"runtime 'onnxruntime-gpu': the installed onnxruntime {version} has no CUDA or "
+                          f"TensorRT execution provider (only {', '.join(available)}); `pip uninstall "
+                          "onnxruntime` then `pip install 'glass-edge[gpu-ort]'`, or use runtime: onnxruntime")
+
+
+def require_gpu_session(used: Sequence[str]) -> None:
+    """EngineError when ONNX Runtime fell back to the CPU although it is a GPU build."""
+    if not any(name in used for name in GPU_PROVIDERS):
+        raise EngineError("runtime 'onnxruntime-gpu': ONNX Runtime found no usable NVIDIA GPU and fell back "
+                          f"to {', '.join(used)} (no GPU visible, or CUDA / cuDNN libraries missing: see its "
+                          "log above, `nvidia-smi`); fix that or use runtime: onnxruntime")
+
+
 class OnnxRuntimeEngine(Engine):
     def __init__(self, onnx_path: Path, *, vocabulary: tuple[str, ...], config: EngineConfig,
                  thresholds: np.ndarray, cache_dir: Path, providers: list | None = None,
                  max_batch: int = 6) -> None:
         import onnxruntime as ort
 
+        providers = providers or default_providers(config, cache_dir, config.imgsz, max_batch,
+                                                   ort.get_available_providers())
         options = ort.SessionOptions()
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
@@ -50,9 +73,7 @@ class OnnxRuntimeEngine(Engine):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(onnx_path), options,
-                providers=providers or default_providers(config, cache_dir, config.imgsz, max_batch))
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as exc:  # InvalidProtobuf, NoSuchFile, Fail: a missing or damaged file
             raise EngineError(f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).strip()[:300]}); "
                               "re-export with `edge export`") from None
@@ -106,3 +127,18 @@ class OnnxRuntimeEngine(Engine):
     def close(self) -> None:
         self._bindings.clear()
         self.session = None
+
+
+class OnnxRuntimeGpuEngine(OnnxRuntimeEngine):
+    """`runtime: onnxruntime-gpu`: OnnxRuntimeEngine that starts only on a GPU provider."""
+
+    def __init__(self, onnx_path: Path, **kwargs) -> None:
+        import onnxruntime as ort
+
+        require_gpu_build(ort.get_available_providers(), ort.__version__)
+        super().__init__(onnx_path, **kwargs)
+        try:
+            require_gpu_session(self.providers)
+        except EngineError:
+            self.close()
+            raise

@@ -1,10 +1,15 @@
 """TensorRT 10 with pycuda: the line PC's GPU runtime.
 
+TensorRT 10 only: 11 removed the weak-typing builder flags (BuilderFlag.FP16, .INT8) and
+the implicit INT8 calibrator that the build below relies on (NVIDIA, "Migrating from
+TensorRT 10.x to 11.x"); with 11 installed, loading is a one-line EngineError naming the
+fix (setup.py pins tensorrt<11; runtime onnxruntime-gpu is the other way to a GPU).
+
 The engine is built from the exported ONNX file (FP16, or INT8 calibrated on captured
 views), with one optimization profile for batch 1..6, and serialized next to the model.
 A cached engine is only valid for the ONNX file, TensorRT version, GPU and precision it
-was built for: each is recorded beside it (<engine>.json) and a mismatch rebuilds it
-with a log line saying what changed. IO is by tensor name (`set_tensor_address`,
+was built for: each is recorded beside it (<engine>.json), with the engine's own sha256
+(<engine>.sha256), and a mismatch rebuilds it with a log line saying what changed. IO is by tensor name (`set_tensor_address`,
 `execute_async_v3`) from page-locked host buffers on one CUDA stream.
 
 tensorrt and pycuda are imported only when this runtime is used; without them (or
@@ -26,12 +31,13 @@ from engines.config import EngineConfig
 from engines.engine import Engine
 from engines.errors import EngineError
 from engines.export import INPUT, OUTPUTS, check_vocabulary, read_metadata
-from engines.package import sha256
+from engines.package import digest_differs, record_digest, sha256
 from engines.preprocess import letterbox_into
 
 log = logging.getLogger(__name__)
 
 WORKSPACE = 4 << 30
+TENSORRT_MAJOR = 10  # the API this file is written for
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -42,6 +48,7 @@ def import_gpu_stack():
     except ImportError as exc:
         raise EngineError(f"runtime 'tensorrt' needs the tensorrt package ({exc}); install "
                           "glass-edge[gpu] on a PC with an NVIDIA GPU, or use runtime: onnxruntime") from None
+    check_tensorrt_version(trt.__version__)
     try:
         import pycuda.driver as cuda
 
@@ -53,6 +60,23 @@ def import_gpu_stack():
     except cuda.Error as exc:  # no driver, no device
         raise EngineError(f"runtime 'tensorrt': CUDA is not usable here ({exc})") from None
     return trt, cuda
+
+
+def check_tensorrt_version(version: str) -> None:
+    """EngineError unless `version` is a TensorRT 10: 11 has no FP16/INT8 flags nor calibrator."""
+    if tensorrt_major(version) != TENSORRT_MAJOR:
+        raise EngineError(f"runtime 'tensorrt' needs TensorRT {TENSORRT_MAJOR} (installed: {version}; TensorRT "
+                          "11 removed the FP16/INT8 builder flags and INT8 calibrator it builds with); "
+                          "pip install 'tensorrt>=10,<11', or use runtime: onnxruntime-gpu")
+
+
+def tensorrt_major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def engine_name(onnx_path: Path, precision: str, tensorrt_version: str) -> str:
+    """<onnx stem>-<precision>-trt<major>.engine: engines of two TensorRT majors never share a file."""
+    return f"{onnx_path.stem}-{precision}-trt{tensorrt_major(tensorrt_version)}.engine"
 
 
 def engine_key(onnx_path: Path, *, tensorrt_version: str, gpu: str, compute_capability: str,
@@ -85,7 +109,7 @@ def cached_engine(engine_path: Path, wanted: dict[str, Any], build: Callable[[],
         cached = json.loads(meta_path.read_text()) if engine_path.is_file() else None
     except (OSError, json.JSONDecodeError):
         cached = {}
-    reason = why_rebuild(cached, wanted)
+    reason = why_rebuild(cached, wanted) or digest_differs(engine_path)
     if reason is None:
         engine = deserialize(engine_path.read_bytes())
         if engine is not None:
@@ -101,6 +125,7 @@ def cached_engine(engine_path: Path, wanted: dict[str, Any], build: Callable[[],
     tmp = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(blob)
     tmp.replace(engine_path)
+    record_digest(engine_path)
     meta_path.write_text(json.dumps(wanted, indent=2))
     return engine
 
@@ -206,7 +231,7 @@ class TensorRTEngine(Engine):
             wanted = engine_key(onnx_path, tensorrt_version=trt.__version__, gpu=device.name(),
                                 compute_capability=f"{major}.{minor}", precision=config.precision,
                                 imgsz=imgsz, max_batch=max_batch)
-            engine_path = cache_dir / f"{onnx_path.stem}-{config.precision}.engine"
+            engine_path = cache_dir / engine_name(onnx_path, config.precision, trt.__version__)
             self._logger = trt.Logger(trt.Logger.WARNING)
             runtime = trt.Runtime(self._logger)
             self.engine = cached_engine(
