@@ -1,0 +1,47 @@
+"""Images for the pages: only files inside the data folder, thumbnails with the boxes drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+THUMB_WIDTH = 200
+RED, ORANGE = (40, 40, 230), (0, 165, 255)  # BGR: rejecting, below threshold
+
+
+def inside(data_dir: Path, relative: str) -> Path | None:
+    """`relative` resolved under the data folder, or None when it would leave it (.., symlinks)."""
+    root = Path(data_dir).resolve()
+    path = (root / relative).resolve()
+    if path != root and root in path.parents and path.is_file():
+        return path
+    return None
+
+
+def thumbnail(path: Path, boxes: list[tuple[list[float], bool]]) -> bytes | None:
+    """A small JPEG of the view with its boxes (red where they reject), or None if unreadable."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        return None
+    scale = THUMB_WIDTH / pixels.shape[1]
+    small = cv2.resize(pixels, (THUMB_WIDTH, max(1, round(pixels.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    for box, rejecting in boxes:
+        x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
+        cv2.rectangle(small, (x1, y1), (x2, y2), RED if rejecting else ORANGE, 2 if rejecting else 1)
+    ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return jpeg.tobytes() if ok else None
+
+
+def placeholder(text: str) -> bytes:
+    """A grey tile saying why there is no picture (not kept, purged, missing view)."""
+    tile = np.full((230, THUMB_WIDTH, 3), 60, np.uint8)
+    cv2.putText(tile, text[:24], (8, 120), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (220, 220, 220), 1, cv2.LINE_AA)
+    return cv2.imencode(".jpg", tile)[1].tobytes()
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a stored view."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return None if pixels is None else (pixels.shape[1], pixels.shape[0])

@@ -1,0 +1,53 @@
+"""What the pages read from the line's database: short, indexed queries, read-only.
+
+Each one opens its own short session, so a page never holds a transaction open
+against the writer (SQLite WAL: readers never block it anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import selectinload
+
+from storage.db import STORED, Container, Database, View
+
+
+@dataclass
+class Thresholds:
+    by_class: dict[str, float]
+    default: float
+
+    def of(self, name: str) -> float:
+        return self.by_class.get(name, self.default)
+
+
+def container(db: Database, container_id: int) -> Container | None:
+    with db.session() as session:
+        return session.scalar(select(Container).where(Container.id == container_id).options(
+            selectinload(Container.views).selectinload(View.detections),
+            selectinload(Container.views).selectinload(View.labels)))
+
+
+def container_id_by_seq(db: Database, line_id: str, seq: int) -> int | None:
+    """The latest container with this number (numbers continue across restarts)."""
+    with db.session() as session:
+        return session.scalar(select(Container.id).where(Container.line_id == line_id, Container.seq == seq)
+                              .order_by(Container.t_gate.desc()).limit(1))
+
+
+def view(db: Database, view_id: int) -> View | None:
+    with db.session() as session:
+        return session.scalar(select(View).where(View.id == view_id).options(
+            selectinload(View.detections), selectinload(View.labels), selectinload(View.container)))
+
+
+def review_queue(db: Database, limit: int = 50) -> list[Container]:
+    """Newest first: rejected containers, and passed ones whose images were kept as a sample,
+    that still have a stored view nobody has reviewed."""
+    unreviewed = exists().where(View.container_id == Container.id, View.image_state == STORED,
+                                View.labelled.is_(False))
+    with db.session() as session:
+        return list(session.scalars(select(Container).where(unreviewed)
+                                    .order_by(Container.t_gate.desc()).limit(limit)))
