@@ -81,8 +81,11 @@ class BenchStation:
             self.counts["containers"] += 1
             if on_gate is not None:
                 on_gate(seq, t_gate)
-            for view, pixels in enumerate(self.views):
-                emit(Frame(seq, view, self.cameras[view], t_gate, time.monotonic_ns(), pixels))
+            for view in range(len(self.views)):
+                emit(Frame(seq, view, self.cameras[view], t_gate, time.monotonic_ns(), self.pixels(seq, view)))
+
+    def pixels(self, seq: int, view: int) -> np.ndarray:
+        return self.views[view]
 
     def stats(self) -> dict:
         return dict(self.counts)

@@ -27,13 +27,20 @@ log = logging.getLogger("edge")
 
 
 class EdgeGroup(click.Group):
-    """Loads the sub-command modules and maps user errors to exit code 2."""
+    """Loads a sub-command's module when it is used, and maps user errors to exit code 2.
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        for info in pkgutil.iter_modules(edge.commands.__path__):
-            module = importlib.import_module(f"edge.commands.{info.name}")
-            self.add_command(module.command)
+    Lazily: every stage process of `edge run` imports this module again (multiprocessing's
+    spawn re-imports the main module), and importing every command (torch among them) made a
+    restarted reject controller take seconds to come back on a busy PC.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(info.name for info in pkgutil.iter_modules(edge.commands.__path__))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.list_commands(ctx):
+            return None
+        return importlib.import_module(f"edge.commands.{name}").command
 
     def invoke(self, ctx: click.Context):
         try:

@@ -5,12 +5,15 @@ engine is loaded, the relay port is open, the database is there) the station sta
 and only then does systemd hear READY=1. A stage that cannot start (a user error: exit
 code 3) fails the whole start with its alarm; the line never runs half-built.
 
-Watch: a stage that dies is restarted with exponential back-off (0.5 s doubling to
-30 s, reset after a minute of good running); the decision stage is told, so the
-containers whose views died with it are rejected with reason "worker crashed" at their
-deadline instead of waiting. A stage whose heartbeats stop for `pipeline.stall_s` is
-killed and restarted. systemd's watchdog is pinged only while every stage beats and
-decisions keep up with the gate, so a hung line is restarted by systemd.
+Watch: a stage that dies is restarted; the reject controller and the decision stage at
+once (they keep the ejector's time), the others with exponential back-off (0.5 s
+doubling to 30 s, reset after a minute of good running). The decision stage is told, so
+the containers whose views died with it are rejected with reason "worker crashed" at
+their deadline instead of waiting. A running stage whose heartbeats stop for
+`pipeline.stall_s` is killed and restarted; a starting one has `pipeline.start_timeout_s`
+until its first heartbeat (a loaded PC starts a process slowly). systemd's watchdog is
+pinged while every stage beats or is being restarted in time and the decision stage's
+open containers stay bounded, so a hung line is restarted by systemd.
 
 Stop (SIGTERM, Ctrl-C, or --containers N reached): the station stops taking
 containers, the decision stage decides everything in flight, then workers, decision,
@@ -40,7 +43,9 @@ from pipeline.stage import EXIT_USER_ERROR, main as stage_main
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 0.5, 30.0, 60.0
+IMMEDIATE = ("relay", "decision")  # restarted first and at once: the ejector does not wait
 START_TIMEOUT_S = 300.0
+EXTEND_EVERY_S, EXTEND_BY_S = 10.0, 60.0  # EXTEND_TIMEOUT_USEC while starting (TimeoutStartSec=120)
 STATUS_EVERY_S = 5.0
 
 
@@ -57,6 +62,8 @@ class Stage:
     stats: dict = field(default_factory=dict)
     stopping: bool = False
     error: str | None = None
+    beaten: bool = False  # a heartbeat came since the last spawn: judged by stall_s from then on
+    carried: dict = field(default_factory=dict)  # counters of earlier incarnations (status sums)
 
     @property
     def kind(self) -> str:
@@ -84,6 +91,7 @@ class Supervisor:
         self._last_ping = 0.0
         self._views = (0, time.monotonic())
         self._late_seen = 0
+        self._bad_control = 0
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -93,6 +101,8 @@ class Supervisor:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise PipelineError(f"{self.config.data_dir}: another `edge run` uses this data folder") from None
+        # --containers N counts this run's gate events, across station restarts (pipeline/feed.py).
+        (self.run_dir / "first_seq").unlink(missing_ok=True)
         self._prepare_metrics()
         self.endpoints = Endpoints(self.config.pipeline, self.config.data_dir)
         self.control = self.endpoints.bind("control", zmq.PULL)
@@ -115,12 +125,16 @@ class Supervisor:
         self.echo(self.status_line(final=True))
         return 0
 
+    def total(self, stage: Stage, key: str) -> int:
+        """A counter of a stage summed over its restarts."""
+        return int(stage.stats.get(key, 0) or 0) + int(stage.carried.get(key, 0))
+
     def status_line(self, final: bool = False) -> str:
         d = self.stages.get("decision")
         stats = d.stats if d else {}
-        rejects = stats.get("rejects", {})
+        rejects = stats.get("rejects", {})  # the decision stage's totals survive its restarts
         decided = stats.get("decided", 0)
-        inferred = sum(s.stats.get("inferred", 0) for s in self.stages.values() if s.kind == "worker")
+        inferred = sum(self.total(s, "inferred") for s in self.stages.values() if s.kind == "worker")
         views, since = self._views
         now = time.monotonic()
         rate = (inferred - views) / max(now - since, 1e-3)
@@ -129,7 +143,7 @@ class Supervisor:
         by_reason = ", ".join(f"{k} {v}" for k, v in sorted(rejects.items())) or "none"
         p50, p99 = stats.get("p50_ms"), stats.get("p99_ms")
         lat = f"{p50:.0f}/{p99:.0f} ms" if p50 is not None else "-"
-        dropped = self.stages["station"].stats.get("dropped", 0) if "station" in self.stages else 0
+        dropped = self.total(self.stages["station"], "dropped") if "station" in self.stages else 0
         head = "done" if final else "line"
         return (f"{head}: {decided} containers, {sum(rejects.values())} rejects ({by_reason}), "
                 f"{rate:.1f} views/s, latency p50/p99 {lat}, dropped {dropped}, "
@@ -145,6 +159,10 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
         from pipeline import metrics
 
+        metrics.bad_messages_ready("supervisor")
+        exposure = self.config.metrics.exposure()
+        if exposure:
+            log.warning("%s", exposure)
         try:
             metrics.serve(self.config.metrics.address)
         except OSError as exc:
@@ -165,7 +183,12 @@ class Supervisor:
         self.echo(f"line ready; {status}; metrics on http://{self.config.metrics.address}/metrics")
 
     def _spawn(self, stage: Stage) -> None:
-        options = dict(self.options, log_level=logging.getLogger().getEffectiveLevel())
+        for key, value in stage.stats.items():  # keep what the previous incarnation counted
+            if isinstance(value, int) and not isinstance(value, bool):
+                stage.carried[key] = stage.carried.get(key, 0) + value
+        stage.stats, stage.beaten = {}, False
+        options = dict(self.options, log_level=logging.getLogger().getEffectiveLevel(),
+                       restarted=stage.restarts > 0)
         stage.process = self._mp.Process(target=stage_main, args=(stage.name, self._config_json, options),
                                          name=stage.name)
         stage.process.start()
@@ -181,8 +204,12 @@ class Supervisor:
 
     def _await_ready(self, names: list[str]) -> None:
         end = time.monotonic() + START_TIMEOUT_S
+        extended = 0.0
         while True:
             self._receive(0.1)
+            if time.monotonic() - extended >= EXTEND_EVERY_S:  # a TensorRT build can take minutes:
+                extended = time.monotonic()  # systemd waits while stages are still starting
+                self.notifier.extend_timeout(EXTEND_BY_S)
             if self.shutdown_requested:
                 raise PipelineError("stopped during start-up")
             for name in names:
@@ -214,16 +241,23 @@ class Supervisor:
             except zmq.Again:
                 return
             try:
-                msg = codec.unpack(parts)
-                stage = self.stages.get(msg["stage"])
-            except (ValueError, KeyError):
-                log.warning("bad message on the control socket; ignored")
+                msg = codec.unpack(parts, ("beat",), time.monotonic_ns())
+            except codec.BadMessage as exc:
+                from pipeline import metrics
+
+                metrics.BAD.labels("supervisor", exc.reason).inc()
+                self._bad_control += 1
+                if self._bad_control <= 10 or self._bad_control % 1000 == 0:
+                    log.warning("bad message on the control socket (%s); ignored (%d so far)", exc,
+                                self._bad_control)
                 continue
-            if stage is None or stage.process is None or msg.get("pid") != stage.process.pid:
+            stage = self.stages.get(msg["stage"])
+            if stage is None or stage.process is None or msg["pid"] != stage.process.pid:
                 continue
-            stage.last_beat, stage.state = time.monotonic(), msg["state"]
-            stage.stats = msg.get("stats", {})
-            stage.error = stage.stats.get("error", stage.error)
+            stage.last_beat, stage.state, stage.beaten = time.monotonic(), msg["state"], True
+            stage.stats = msg["stats"]
+            error = stage.stats.get("error")
+            stage.error = error if isinstance(error, str) else stage.error
 
     def _watch(self) -> None:
         from pipeline import metrics
@@ -231,16 +265,16 @@ class Supervisor:
         while not self.shutdown_requested:
             self._receive(0.1)
             now = time.monotonic()
-            for stage in list(self.stages.values()):
+            for stage in sorted(self.stages.values(), key=lambda s: s.kind not in IMMEDIATE):
                 if stage.restart_at is not None:
                     if now >= stage.restart_at:
                         stage.restarts += 1
                         self._spawn(stage)
                     continue
                 if stage.alive():
-                    if now - stage.last_beat > self.config.pipeline.stall_s:
-                        log.error("ALARM: %s silent for %.0f s; killing it for a restart", stage.name,
-                                  now - stage.last_beat)
+                    if self._silent(stage, now):
+                        log.error("ALARM: %s %s for %.0f s; killing it for a restart", stage.name,
+                                  "silent" if stage.beaten else "not started", now - stage.last_beat)
                         stage.process.kill()
                     continue
                 code = stage.process.exitcode
@@ -254,11 +288,14 @@ class Supervisor:
                 if now - stage.started > BACKOFF_RESET_S:
                     stage.backoff = BACKOFF_START_S
                 log.error("ALARM: %s (pid %d) died with exit code %s; restarting in %.1f s", stage.name,
-                          stage.process.pid, code, stage.backoff)
+                          stage.process.pid, code, 0 if stage.kind in IMMEDIATE else stage.backoff)
                 self.to_decision.send(codec.pack("crash", stage=stage.name, at_ns=time.monotonic_ns()),
                                       zmq.NOBLOCK)
-                stage.restart_at, stage.state = now + stage.backoff, "restarting"
-                stage.backoff = min(stage.backoff * 2, BACKOFF_MAX_S)
+                if stage.kind in IMMEDIATE:  # they keep the ejector's time: no back-off
+                    stage.restart_at, stage.state = now, "restarting"
+                else:
+                    stage.restart_at, stage.state = now + stage.backoff, "restarting"
+                    stage.backoff = min(stage.backoff * 2, BACKOFF_MAX_S)
             self._health(now)
             if now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
@@ -276,15 +313,23 @@ class Supervisor:
                         late - self._late_seen, STATUS_EVERY_S)
         self._late_seen = late
 
+    def _silent(self, stage: Stage, now: float) -> bool:
+        """No heartbeat for stall_s since the last one, or for start_timeout_s since the spawn."""
+        limit = self.config.pipeline.stall_s if stage.beaten else self.config.pipeline.start_timeout_s
+        return now - stage.last_beat > limit
+
     def healthy(self, now: float) -> bool:
-        """Every stage beats, and decisions keep up with the gate."""
+        """Every stage beats (or is being restarted within its limits), and the decision
+        stage's open containers stay within what the line can have in flight."""
         for stage in self.stages.values():
-            if not stage.alive() or now - stage.last_beat > self.config.pipeline.stall_s:
+            if stage.restart_at is not None:
+                if now - stage.restart_at > self.config.pipeline.start_timeout_s:
+                    return False
+            elif not stage.alive() or self._silent(stage, now):
                 return False
-        gated = self.stages["station"].stats.get("gated", 0)
-        decided = self.stages["decision"].stats.get("decided", 0)
+        decision = self.stages["decision"]
         in_flight = self.config.line.travel_time_ms / (1e3 * self.config.line.period_s) + 3
-        return gated - decided <= in_flight * 2
+        return not decision.beaten or int(decision.stats.get("open", 0)) <= in_flight * 2
 
     def _health(self, now: float) -> None:
         interval = self.notifier.watchdog_interval()

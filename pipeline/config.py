@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from camera.config import Section
 
 
 class CurveConfig(Section):
-    """CURVE keys for tcp:// endpoints that leave the PC (zmq.auth key files)."""
+    """CURVE keys for tcp:// endpoints, loopback included (zmq.auth key files)."""
 
     server_secret: Path
     client_secret: Path
@@ -19,6 +19,11 @@ class CurveConfig(Section):
 
 
 class PipelineConfig(Section):
+    # insecure and curve come first: the endpoint validators below read them.
+    insecure: bool = Field(default=False, description=(
+        "Allow tcp:// endpoints without CURVE: any local user (or host, off loopback) can read "
+        "and send messages. Logged as a WARNING by every stage at every start."))
+    curve: CurveConfig | None = None
     frames: str = Field(default="ipc://{run_dir}/frames", description="Station -> workers.")
     results: str = Field(default="ipc://{run_dir}/results", description="Workers -> decision.")
     decisions: str = Field(default="ipc://{run_dir}/decisions", description="Decision PUB, for observers.")
@@ -29,9 +34,22 @@ class PipelineConfig(Section):
     workers: int = Field(default=1, ge=1, le=16)
     hwm: int = Field(default=120, ge=1, description="Messages queued per socket before the sender drops.")
     bind_any: bool = Field(default=False, description="Allow tcp:// endpoints on non-loopback addresses.")
-    curve: CurveConfig | None = None
     batch: int = Field(default=6, ge=1, le=64, description="Views per inference call at most.")
-    stall_s: float = Field(default=10.0, gt=0, description="A stage silent this long is unhealthy.")
+    stall_s: float = Field(default=10.0, ge=1.0, description="A running stage silent this long is restarted "
+                                                              "(stages beat every 0.5 s).")
+    start_timeout_s: float = Field(
+        default=120.0, gt=0, description="A (re)started stage's time to its first heartbeat: a loaded PC "
+                                         "starts a process slowly, and stall_s counts only from then.")
+
+    @field_validator("frames", "results", "decisions", "relay_in", "storage_in", "images", "control")
+    @classmethod
+    def _tcp_needs_curve(cls, url: str, info: ValidationInfo) -> str:
+        """Loopback is no protection: any local user can connect to 127.0.0.1."""
+        if url.startswith("tcp://") and info.data.get("curve") is None and not info.data.get("insecure"):
+            raise ValueError("a tcp:// endpoint needs CURVE keys: set pipeline.curve (server_secret, "
+                             "client_secret, authorized_clients), or pipeline.insecure: true to accept "
+                             "unauthenticated plain text")
+        return url
 
 
 class RejectBase(Section):
@@ -51,12 +69,26 @@ class RelayRejectConfig(RejectBase):
     on_bytes: str = Field(default="A00101A2", description="Hex sent to close the relay (LCUS-1 boards).")
     off_bytes: str = Field(default="A00100A1", description="Hex sent to open the relay.")
 
+    @field_validator("on_bytes", "off_bytes")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        try:
+            if bytes.fromhex(value):
+                return value
+        except ValueError:
+            pass
+        raise ValueError("must be hex bytes, e.g. A00101A2 (spaces allowed)")
+
 
 class PlcRejectConfig(RejectBase):
     """A PLC that tracks containers itself: told `<seq> REJECT|PASS` per container."""
 
     driver: Literal["plc"]
     message: str = Field(default="{seq} {decision}\n")
+    heartbeat_ms: float = Field(
+        default=0.0, ge=0, description="Send `heartbeat` this often (0: off), so that a PLC programmed to "
+                                       "reject everything when it stops ejects whatever a dead PC cannot decide.")
+    heartbeat: str = Field(default="HB\n", min_length=1, description="The heartbeat line.")
 
 
 RejectConfig = Annotated[Union[RelayRejectConfig, PlcRejectConfig], Field(discriminator="driver")]

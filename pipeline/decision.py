@@ -94,6 +94,12 @@ class DecisionBook:
             return self._decide(container, now_ns)
         return None
 
+    def remember(self, key: tuple[int, int], decision: str) -> None:
+        """A container decided before a restart: its late views are recognised as late."""
+        self.decided[key] = decision
+        while len(self.decided) > REMEMBER:
+            self.decided.popitem(last=False)
+
     def crash(self, stage: str, at_ns: int) -> None:
         self.crashes.append((stage, at_ns))
         del self.crashes[:-100]

@@ -1,4 +1,18 @@
-"""The decision stage process: results in, decisions out to relay, storage and observers."""
+"""The decision stage process: results in, decisions out to relay, storage and observers.
+
+The decisions themselves are pipeline/decision.py's DecisionBook (pure logic). This
+stage adds what makes them durable (pipeline/journal.py's DecisionJournal, written
+before anything is sent):
+
+- every decision stays in the journal until the storage writer acknowledges its commit
+  (`ack`); unacknowledged ones are re-sent every RESEND_S, and at once when a restarted
+  writer asks (`sync`): a killed writer or a full disk loses no record;
+- a restarted reject controller asks (`sync`) and gets the arms of every open container
+  and every recent decision again, then a `sync` back that says "that was all";
+- a restarted decision stage rejects the containers it had open, re-sends its recent and
+  unacknowledged decisions, and opens the gates the station logged that it never heard of;
+- its totals (decided, passes, rejects by reason) survive restarts through the journal.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +24,16 @@ import zmq
 
 from pipeline import codec
 from pipeline.decision import DecisionBook
-from pipeline.journal import DecisionJournal
+from pipeline.journal import DecisionJournal, GateLog, Key
 from pipeline.outbox import Outbox
 from pipeline.sockets import run_dir
 
 log = logging.getLogger(__name__)
+
+RESEND_S = 10.0  # a decision the writer has not acknowledged after this long is sent again
+RESEND_BATCH = 500  # at most this many re-sent per second (a writer back from an outage catches up)
+KEEP_RECENT_S = 60.0  # decisions re-sent to a restarted reject controller: ejector time this recent
+UNACKED_LIMIT = 100_000  # beyond this many unacknowledged decisions the oldest is dropped (ALARM)
 
 
 def build_book(config) -> DecisionBook:
@@ -28,135 +47,257 @@ def build_book(config) -> DecisionBook:
         cameras={cam.view: cam.id for cam in config.cameras})
 
 
-def run(ctx) -> None:
-    from pipeline import metrics
+class DecisionStage:
+    def __init__(self, ctx) -> None:
+        from pipeline import metrics
 
-    config = ctx.config
-    book = build_book(config)
-    journal = DecisionJournal(run_dir(config.data_dir) / "decision.journal")
-    results = ctx.endpoints.bind("results", zmq.PULL)
-    observers = ctx.endpoints.bind("decisions", zmq.PUB)
-    outputs = [Outbox(ctx.endpoints.connect("relay_in", zmq.PUSH), "reject controller"),
-               Outbox(ctx.endpoints.connect("storage_in", zmq.PUSH), "storage writer")]
-    poller = zmq.Poller()
-    poller.register(results, zmq.POLLIN)
-    rejects: dict[str, int] = {}
-    passes, bad, ended = 0, 0, False
-    latencies: deque[float] = deque(maxlen=500)
-    # Default to reject: the timed relay pulses every gated container unless a pass reaches it
-    # in time (pipeline/pulses.py), so a starved or dead decision stage still rejects. A PLC
-    # times its own ejector and is told each decision only.
-    arm = config.line.late_result == "reject" and config.reject.driver == "relay"
+        self.ctx, self.metrics = ctx, metrics
+        config = ctx.config
+        self.book = build_book(config)
+        self.journal = DecisionJournal(run_dir(config.data_dir) / "decision.journal", int(KEEP_RECENT_S * 1e9))
+        self.gates_path = run_dir(config.data_dir) / "gates.log"
+        self.results = ctx.endpoints.bind("results", zmq.PULL)
+        self.observers = ctx.endpoints.bind("decisions", zmq.PUB)
+        self.relay = Outbox(ctx.endpoints.connect("relay_in", zmq.PUSH), "reject controller")
+        self.writer = Outbox(ctx.endpoints.connect("storage_in", zmq.PUSH), "storage writer")
+        # Default to reject: the timed relay pulses every gated container unless a pass reaches it
+        # in time (pipeline/pulses.py), so a starved or dead decision stage still rejects. A PLC
+        # times its own ejector and is told each decision only.
+        self.arm = config.line.late_result == "reject" and config.reject.driver == "relay"
+        self.totals = self._restore_totals()
+        self.sent_at: dict[Key, float] = {}  # when each unacknowledged decision last went to the writer
+        self.latencies: deque[float] = deque(maxlen=500)
+        self.bad = 0
+        self.ended = False
+        self._resend_check = 0.0
+        metrics.bad_messages_ready("decision")
 
-    def opened(seq: int, t_gate_ns: int) -> None:
-        journal.opened(seq, t_gate_ns)
-        if arm:
-            outputs[0].send([codec.pack("arm", seq=seq, t_gate_ns=t_gate_ns,
-                                        due_ns=book.open[(seq, t_gate_ns)].due_ns)])
+    # -- restart -------------------------------------------------------------------------
+    def _restore_totals(self) -> dict:
+        totals = {"decided": 0, "passes": 0, "rejects": {}}
+        saved = self.journal.totals
+        if isinstance(saved.get("decided"), int) and isinstance(saved.get("rejects"), dict):
+            totals.update(decided=saved["decided"], passes=saved.get("passes", 0), rejects=dict(saved["rejects"]))
+        for decision in self.journal.since_totals:
+            self._count(totals, decision)
+        return totals
 
-    def publish(decision: dict) -> None:
-        nonlocal passes
-        journal.done(decision["seq"], decision["t_gate_ns"])
-        parts = [codec.pack("decision", **decision)]
-        for out in outputs:
-            out.send(parts)
-        observers.send_multipart(parts, zmq.NOBLOCK)
-        metrics.DECISIONS.labels(decision["decision"], decision["reason"]).inc()
-        metrics.LATENCY.observe(decision["latency_ms"] / 1e3)
-        for v in decision["views"]:
-            metrics.FRAMES.labels("decision", v["outcome"], v["reason"] or "").inc()
-        latencies.append(decision["latency_ms"])
-        if decision["decision"] == "reject":
-            rejects[decision["reason"]] = rejects.get(decision["reason"], 0) + 1
-            log.info("container %d: REJECT (%s) in %.0f ms", decision["seq"], decision["reason"],
-                     decision["latency_ms"])
-        else:
-            passes += 1
-            log.debug("container %d: pass in %.0f ms", decision["seq"], decision["latency_ms"])
-
-    if journal.lost:  # this stage died with containers open: reject them now, fail-safe
+    def recover(self) -> None:
+        """Pick up what a previous run of this stage left: nothing decided is lost or doubled."""
         now = time.monotonic_ns()
-        book.crash("decision", now)
-        for seq, t_gate_ns in journal.lost:
-            book.gate(seq, t_gate_ns, now)
-        for decision in book.flush(now):
+        for key, decision in self.journal.decisions.items():
+            self.book.remember(key, decision["decision"])
+        for decision in self.journal.recent(now):  # the reject controller may not have had them
+            self.relay.send([codec.pack("decision", **decision)])
+        for decision in self.journal.unacked():
+            self._to_writer(decision)
+        lost = list(self.journal.lost)
+        if self.journal.same_boot:  # gates the station logged whose message may have died with us
+            known = set(self.journal.decisions) | set(lost)
+            oldest = now - int(KEEP_RECENT_S * 1e9) - self.book.travel_ns
+            for key in GateLog.read(self.gates_path):
+                if key in known or not oldest <= key[1] <= now:
+                    continue
+                if key[1] + self.book.deadline_offset_ns > now:  # still in time: decided as usual
+                    self.book.gate(*key, now)
+                    self.opened(key)
+                else:
+                    lost.append(key)
+        if not lost:
+            return
+        self.book.crash("decision", now)
+        for key in lost:
+            self.book.gate(*key, now)
+        for decision in self.book.flush(now):
             decision["reason"] = "decision restarted"
             decision["decision"] = "reject"
             log.error("container %d was open when the decision stage died: rejected", decision["seq"])
-            publish(decision)
-    ctx.state = "ready"
-    while ctx.running:
-        now = time.monotonic_ns()
-        deadline = book.next_deadline()
-        wait_ms = 100 if deadline is None else max(0, min(100, (deadline - now) // 1_000_000 + 1))
-        if poller.poll(wait_ms):
-            for parts in codec.waiting(results):
-                try:
-                    msg = codec.unpack(parts)
-                    kind = msg["kind"]
-                    if kind == "view":
-                        codec.require(msg, "seq", "t_gate_ns", "view")
-                        before = dict(book.counts)
-                        key = (int(msg["seq"]), int(msg["t_gate_ns"]))
-                        known = key in book.open
-                        decision = book.view(msg, time.monotonic_ns())
-                        if not known and key in book.open:
-                            opened(*key)
-                        if decision:
-                            publish(decision)
-                        for key, reason in (("late_views", "late result"), ("unknown", "unknown container"),
-                                            ("duplicate", "duplicate result")):
-                            if book.counts[key] > before[key]:
-                                metrics.BAD.labels("decision", reason).inc()
-                                if key == "late_views":
-                                    metrics.FRAMES.labels("decision", "late", "after decision").inc()
-                    elif kind == "gate":
-                        codec.require(msg, "seq", "t_gate_ns")
-                        key = (int(msg["seq"]), int(msg["t_gate_ns"]))
-                        known = key in book.open
-                        book.gate(*key, time.monotonic_ns())
-                        if not known and key in book.open:
-                            opened(*key)
-                    elif kind == "crash":
-                        book.crash(msg.get("stage", "?"), int(msg.get("at_ns", time.monotonic_ns())))
-                        log.warning("%s crashed: its in-flight views will be rejected at their deadline",
-                                    msg.get("stage"))
-                    elif kind == "end":
-                        ended = True
-                        log.info("station finished; deciding the %d containers in flight", len(book.open))
-                    else:
-                        raise ValueError(f"unexpected {kind} message on the results socket")
-                except (ValueError, TypeError, KeyError) as exc:
-                    bad += 1
-                    metrics.BAD.labels("decision", "malformed").inc()
-                    log.warning("bad message on results (%s); ignored", exc)
-        for decision in book.expire(time.monotonic_ns()):
-            publish(decision)
-        for out in outputs:
-            out.flush()
-        metrics.DEPTH.labels("decision").set(len(book.open))
-        if ended and not book.open:
-            ctx.state = "drained"
-        lat = sorted(latencies)
-        ctx.beat(open=len(book.open), decided=book.counts["decided"], passes=passes, rejects=rejects,
-                 late_views=book.counts["late_views"], unknown=book.counts["unknown"], bad=bad,
-                 waiting=sum(len(o.waiting) for o in outputs),
-                 p50_ms=lat[len(lat) // 2] if lat else None,
-                 p99_ms=lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None)
-    for decision in book.flush(time.monotonic_ns()):
-        log.warning("container %d decided at shutdown with views outstanding", decision["seq"])
-        publish(decision)
-    stop = time.monotonic() + 5
-    while any(o.waiting for o in outputs) and time.monotonic() < stop:
-        for out in outputs:
-            out.flush()
-        time.sleep(0.01)
-    lat = sorted(latencies)
-    ctx.beat(force=True, open=0, decided=book.counts["decided"], passes=passes, rejects=rejects,
-             p50_ms=lat[len(lat) // 2] if lat else None,
-             p99_ms=lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None)
-    journal.close()
-    for sock in (results, observers):
-        sock.close(linger=0)
-    for out in outputs:
-        out.sock.close(linger=5000)
+            self.publish(decision, to_relay=self.journal.same_boot)
+
+    # -- inputs --------------------------------------------------------------------------
+    def handle(self, msg: dict) -> None:
+        kind, now = msg["kind"], time.monotonic_ns()
+        if kind == "view":
+            before = dict(self.book.counts)
+            key = (msg["seq"], msg["t_gate_ns"])
+            known = key in self.book.open
+            decision = self.book.view(msg, now)
+            if not known and key in self.book.open:
+                self.opened(key)
+            if decision:
+                self.publish(decision)
+            for count, reason in (("late_views", "late result"), ("unknown", "unknown container"),
+                                  ("duplicate", "duplicate result")):
+                if self.book.counts[count] > before[count]:
+                    self.metrics.BAD.labels("decision", reason).inc()
+                    if count == "late_views":
+                        self.metrics.FRAMES.labels("decision", "late", "after decision").inc()
+        elif kind == "gate":
+            key = (msg["seq"], msg["t_gate_ns"])
+            known = key in self.book.open
+            self.book.gate(*key, now)
+            if not known and key in self.book.open:
+                self.opened(key)
+        elif kind == "ack":
+            for seq, t_gate_ns in msg["keys"]:
+                if self.journal.ack((seq, t_gate_ns)):
+                    self.sent_at.pop((seq, t_gate_ns), None)
+        elif kind == "sync":
+            self.sync(msg["stage"], msg["pid"], now)
+        elif kind == "crash":
+            self.book.crash(msg["stage"], msg["at_ns"])
+            log.warning("%s crashed: its in-flight views will be rejected at their deadline", msg["stage"])
+        elif kind == "end":
+            self.ended = True
+            log.info("station finished; deciding the %d containers in flight", len(self.book.open))
+
+    def sync(self, stage: str, pid: int, now: int) -> None:
+        """A restarted peer asks for what it may have lost when it died."""
+        if stage == "relay":
+            if self.arm:
+                for key, container in self.book.open.items():
+                    self.relay.send([codec.pack("arm", seq=key[0], t_gate_ns=key[1], due_ns=container.due_ns)])
+            recent = self.journal.recent(now)
+            for decision in recent:
+                self.relay.send([codec.pack("decision", **decision)])
+            self.relay.send([codec.pack("sync", stage="decision", pid=pid)])
+            log.info("reject controller (pid %d) restarted: re-sent %d open arms and %d recent decisions",
+                     pid, len(self.book.open) if self.arm else 0, len(recent))
+        elif stage == "writer":
+            unacked = self.journal.unacked()
+            for decision in unacked:
+                self._to_writer(decision)
+            if unacked:
+                log.info("storage writer (pid %d) restarted: re-sent %d unacknowledged decisions", pid, len(unacked))
+
+    # -- outputs -------------------------------------------------------------------------
+    def opened(self, key: Key) -> None:
+        self.journal.opened(key)
+        if self.arm:
+            self.relay.send([codec.pack("arm", seq=key[0], t_gate_ns=key[1], due_ns=self.book.open[key].due_ns)])
+
+    def publish(self, decision: dict, to_relay: bool = True) -> None:
+        self.journal.decided(decision)  # first: from here on, nothing can lose it
+        parts = [codec.pack("decision", **decision)]
+        if to_relay:
+            self.relay.send(parts)
+        self.sent_at[(decision["seq"], decision["t_gate_ns"])] = time.monotonic()
+        self.writer.send(parts)
+        try:
+            self.observers.send_multipart(parts, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # an observer that does not keep up misses decisions, never slows us
+        self._count(self.totals, decision)
+        self.metrics.DECISIONS.labels(decision["decision"], decision["reason"]).inc()
+        self.metrics.LATENCY.observe(decision["latency_ms"] / 1e3)
+        for v in decision["views"]:
+            self.metrics.FRAMES.labels("decision", v["outcome"], v["reason"] or "").inc()
+        self.latencies.append(decision["latency_ms"])
+        if decision["decision"] == "reject":
+            log.info("container %d: REJECT (%s) in %.0f ms", decision["seq"], decision["reason"],
+                     decision["latency_ms"])
+        else:
+            log.debug("container %d: pass in %.0f ms", decision["seq"], decision["latency_ms"])
+
+    @staticmethod
+    def _count(totals: dict, decision: dict) -> None:
+        totals["decided"] += 1
+        if decision.get("decision") == "reject":
+            reason = str(decision.get("reason"))
+            totals["rejects"][reason] = totals["rejects"].get(reason, 0) + 1
+        else:
+            totals["passes"] += 1
+
+    def _to_writer(self, decision: dict) -> None:
+        self.sent_at[(decision["seq"], decision["t_gate_ns"])] = time.monotonic()
+        self.writer.send([codec.pack("decision", **decision)])
+
+    def resend_unacked(self) -> None:
+        """Decisions the writer has not acknowledged in RESEND_S: send them again (bounded)."""
+        now = time.monotonic()
+        if now - self._resend_check < 1.0 or self.writer.waiting:
+            return
+        self._resend_check = now
+        unacked = self.journal.unacked()
+        while len(unacked) > UNACKED_LIMIT:
+            oldest = unacked.pop(0)
+            key = (oldest["seq"], oldest["t_gate_ns"])
+            self.journal.ack(key)  # given up: no record for it will be written
+            self.sent_at.pop(key, None)
+            log.error("ALARM: container %d: the storage writer has not committed it and %d more wait; "
+                      "its record is dropped", key[0], UNACKED_LIMIT)
+        due = [d for d in unacked if now - self.sent_at.get((d["seq"], d["t_gate_ns"]), 0) >= RESEND_S]
+        for decision in due[:RESEND_BATCH]:
+            self._to_writer(decision)
+        if due:
+            log.warning("re-sent %d decisions the storage writer has not acknowledged", min(len(due), RESEND_BATCH))
+
+    # -- loop ----------------------------------------------------------------------------
+    def _receive(self, wait_ms: int) -> None:
+        if not self.results.poll(wait_ms):
+            return
+        for parts in codec.waiting(self.results):
+            try:
+                msg = codec.unpack(parts, ("view", "gate", "crash", "end", "ack", "sync"), time.monotonic_ns())
+            except codec.BadMessage as exc:
+                self.bad += 1
+                self.metrics.BAD.labels("decision", exc.reason).inc()
+                log.warning("bad message on results (%s); ignored", exc)
+                continue
+            try:
+                self.handle(msg)
+            except Exception:  # a message must never end the stage that decides for the ejector
+                self.bad += 1
+                self.metrics.BAD.labels("decision", "invalid").inc()
+                log.exception("a %s message could not be handled; ignored", msg["kind"])
+
+    def _beat(self, force: bool = False) -> None:
+        lat = sorted(self.latencies)
+        self.ctx.beat(force=force, open=len(self.book.open), decided=self.totals["decided"],
+                      passes=self.totals["passes"], rejects=self.totals["rejects"],
+                      late_views=self.book.counts["late_views"], unknown=self.book.counts["unknown"],
+                      bad=self.bad, waiting=len(self.relay.waiting) + len(self.writer.waiting),
+                      unacked=len(self.sent_at), journal_ok=not self.journal.degraded,
+                      p50_ms=lat[len(lat) // 2] if lat else None,
+                      p99_ms=lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None)
+
+    def run(self) -> None:
+        ctx = self.ctx
+        self.recover()
+        ctx.state = "ready"
+        while ctx.running:
+            deadline = self.book.next_deadline()
+            wait_ms = 100 if deadline is None else max(0, min(100, (deadline - time.monotonic_ns()) // 1_000_000 + 1))
+            self._receive(wait_ms)
+            for decision in self.book.expire(time.monotonic_ns()):
+                self.publish(decision)
+            self.resend_unacked()
+            self.relay.flush()
+            self.writer.flush()
+            if self.journal.due_for_compaction():
+                self.journal.compact(time.monotonic_ns(), self.totals)
+            self.metrics.DEPTH.labels("decision").set(len(self.book.open))
+            if self.ended and not self.book.open:
+                ctx.state = "drained"
+            self._beat()
+        self.stop()
+
+    def stop(self) -> None:
+        for decision in self.book.flush(time.monotonic_ns()):
+            log.warning("container %d decided at shutdown with views outstanding", decision["seq"])
+            self.publish(decision)
+        stop = time.monotonic() + 5  # acks of the last decisions, and our queues drained
+        while (self.relay.waiting or self.writer.waiting or self.journal.unacked()) and time.monotonic() < stop:
+            self._receive(10)
+            self.relay.flush()
+            self.writer.flush()
+        self._beat(force=True)
+        self.journal.close(self.totals)
+        for sock in (self.results, self.observers):
+            sock.close(linger=0)
+        for out in (self.relay, self.writer):
+            out.sock.close(linger=5000)
+
+
+def run(ctx) -> None:
+    DecisionStage(ctx).run()

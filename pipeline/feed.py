@@ -9,7 +9,12 @@ stage, which rejects that container as soon as its other views are in. Missing v
 consumer: the gate keeps its own time.
 
 Container numbers continue across restarts (<data_dir>/run/last_seq), so a restarted
-station never re-uses the number of a container already decided and stored.
+station never re-uses the number of a container already decided and stored. Every gate
+event is logged (<data_dir>/run/gates.log, pipeline/journal.GateLog) before the decision
+stage is told: a decision stage that dies with the message unread finds it there.
+`--containers N` counts the gate events of the whole run, across station restarts
+(<data_dir>/run/first_seq: the run's first container number). A full disk degrades both
+files to memory (an ALARM), never the station.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import zmq
@@ -24,10 +30,14 @@ from zmq.utils.monitor import recv_monitor_message
 
 from camera.frame import Frame
 from pipeline import codec
+from pipeline.journal import GateLog
 from pipeline.outbox import Outbox
 from pipeline.sockets import run_dir
 
 log = logging.getLogger(__name__)
+
+
+ANNOUNCED_MAX = 1_000  # containers remembered as announced (far more than are ever in flight)
 
 
 class SeqMap:
@@ -35,11 +45,9 @@ class SeqMap:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self.last = int(path.read_text().strip())
-        except (OSError, ValueError):
-            self.last = -1
+        self.last = read_last_seq(path)
         self.base: int | None = None
+        self._failed = False
 
     def __call__(self, seq: int) -> int:
         if self.base is None:
@@ -48,9 +56,42 @@ class SeqMap:
         if out > self.last:
             self.last = out
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(str(out))
-            tmp.replace(self.path)
+            try:
+                tmp.write_text(str(out))
+                tmp.replace(self.path)
+                self._failed = False
+            except OSError as exc:
+                if not self._failed:
+                    log.error("ALARM: cannot write %s (%s); container numbers are kept in memory", self.path, exc)
+                self._failed = True
         return out
+
+
+class FirstSeq:
+    """The first container number of this `edge run` (the supervisor removes the file at its
+    start): a restarted station counts --containers N from it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        seq = read_last_seq(path)
+        self.seq: int | None = None if seq < 0 else seq
+
+    def note(self, seq: int) -> None:
+        if self.seq is None:
+            self.seq = seq
+            try:
+                self.path.write_text(str(seq))
+            except OSError as exc:
+                log.error("ALARM: cannot write %s (%s); a restarted station would count --containers "
+                          "from its own start", self.path, exc)
+
+
+def read_last_seq(path: Path) -> int:
+    """The last container number a station used (-1 before the first)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return -1
 
 
 def build_real_station(config):
@@ -73,109 +114,136 @@ def _wait_for_workers(sock: zmq.Socket, count: int, timeout_s: float) -> int:
     return seen
 
 
-def run(ctx) -> None:
-    from pipeline import metrics
+class StationStage:
+    """The station's process: camera.station's frames and gate events onto the sockets.
 
-    config = ctx.config
-    limit = ctx.options.get("containers")
-    frames = ctx.endpoints.bind("frames", zmq.PUSH)
-    decision = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
-    seqs = SeqMap(run_dir(config.data_dir) / "last_seq")
-    connected = _wait_for_workers(frames, config.pipeline.workers, timeout_s=10)
-    if connected < config.pipeline.workers:
-        log.warning("%d of %d workers connected after 10 s; starting anyway", connected,
-                    config.pipeline.workers)
-    station = ctx.factory("station_factory", build_real_station)(config)
-    lock = threading.Lock()
-    stop = threading.Event()
-    counts = {"gated": 0, "sent": 0, "dropped": 0, "missing": 0}
-    announced: set[tuple[int, int]] = set()
+    `on_gate` runs in the station's gate thread, `emit` in its camera threads; both hold
+    `lock`. The main thread beats and flushes.
+    """
 
-    gate_out: list[Outbox] = []  # created in the gate thread: a ZeroMQ socket belongs to one thread
+    def __init__(self, ctx) -> None:
+        from pipeline import metrics
 
-    def announce(seq: int, t_gate_ns: int, out: Outbox) -> None:
+        self.ctx, self.metrics = ctx, metrics
+        config = self.config = ctx.config
+        self.limit = ctx.options.get("containers")
+        self.frames = ctx.endpoints.bind("frames", zmq.PUSH)
+        self.decision = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
+        self.gate_out: Outbox | None = None  # made in the gate thread: a ZeroMQ socket belongs to one thread
+        folder = run_dir(config.data_dir)
+        self.seqs = SeqMap(folder / "last_seq")
+        self.gates = GateLog(folder / "gates.log")
+        self.first = FirstSeq(folder / "first_seq")
+        if self.limit is not None and self.first.seq is not None:  # this run's gates before a restart count
+            self.limit = max(0, self.limit - (self.seqs.last - self.first.seq + 1))
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.counts = {"gated": 0, "sent": 0, "dropped": 0, "missing": 0}
+        self.announced: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.failure: list[BaseException] = []
+        self.station = None
+
+    def announce(self, seq: int, t_gate_ns: int, out: Outbox) -> None:
         """Tell the decision stage a container exists (once), so its deadline runs from the gate."""
         key = (seq, t_gate_ns)
-        if key in announced:
+        if key in self.announced:
             return
-        if len(announced) > 1000:
-            announced.clear()
-        announced.add(key)
-        counts["gated"] += 1
+        self.announced[key] = None
+        while len(self.announced) > ANNOUNCED_MAX:
+            self.announced.popitem(last=False)
+        self.counts["gated"] += 1
+        self.first.note(seq)
+        self.gates.add(seq, t_gate_ns)  # before the message: a decision stage that dies finds it
         out.send([codec.pack("gate", seq=seq, t_gate_ns=t_gate_ns)])
 
-    def on_gate(seq: int, t_gate_ns: int) -> None:
+    def on_gate(self, seq: int, t_gate_ns: int) -> None:
         """Announce each container at its gate event, not at its first frame: when the cameras
-        or the renderer are slow, the decision stage still rejects it at its deadline. Called
-        from the station's gate thread, which owns the socket it creates."""
-        if not gate_out:
-            gate_out.append(Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage"))
-        with lock:
-            announce(seqs(seq), t_gate_ns, gate_out[0])
+        or the renderer are slow, the decision stage still rejects it at its deadline."""
+        if self.gate_out is None:
+            self.gate_out = Outbox(self.ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
+        with self.lock:
+            self.announce(self.seqs(seq), t_gate_ns, self.gate_out)
 
-    def notify(seq: int, frame: Frame, outcome: str, reason: str) -> None:
-        decision.send([codec.pack("view", seq=seq, view=frame.view, t_gate_ns=frame.t_gate_ns,
-                                  camera_id=frame.camera_id, outcome=outcome, reason=reason,
-                                  t_capture_ns=frame.t_capture_ns)])
+    def notify(self, seq: int, frame: Frame, outcome: str, reason: str) -> None:
+        self.decision.send([codec.pack("view", seq=seq, view=frame.view, t_gate_ns=frame.t_gate_ns,
+                                       camera_id=frame.camera_id, outcome=outcome, reason=reason,
+                                       t_capture_ns=frame.t_capture_ns)])
 
-    def emit(frame: Frame) -> None:
-        with lock:
-            seq = seqs(frame.container_seq)
-            announce(seq, frame.t_gate_ns, decision)
+    def emit(self, frame: Frame) -> None:
+        with self.lock:
+            seq = self.seqs(frame.container_seq)
+            self.announce(seq, frame.t_gate_ns, self.decision)
             frame.container_seq = seq
             if frame.pixels is None:
-                counts["missing"] += 1
-                metrics.FRAMES.labels("station", "missing", frame.missing or "").inc()
-                notify(seq, frame, "missing", frame.missing or "missing")
+                self.counts["missing"] += 1
+                self.metrics.FRAMES.labels("station", "missing", frame.missing or "").inc()
+                self.notify(seq, frame, "missing", frame.missing or "missing")
                 return
             try:
-                frames.send_multipart(frame.parts(), zmq.NOBLOCK, copy=False)
-                counts["sent"] += 1
-                metrics.FRAMES.labels("station", "sent", "").inc()
+                self.frames.send_multipart(frame.parts(), zmq.NOBLOCK, copy=False)
+                self.counts["sent"] += 1
+                self.metrics.FRAMES.labels("station", "sent", "").inc()
             except zmq.Again:
-                counts["dropped"] += 1
-                metrics.FRAMES.labels("station", "dropped", "queue full").inc()
+                self.counts["dropped"] += 1
+                self.metrics.FRAMES.labels("station", "dropped", "queue full").inc()
                 log.warning("container %d view %d dropped: workers' queue full (hwm %d) or no worker",
-                            seq, frame.view, config.pipeline.hwm)
-                notify(seq, frame, "dropped", "queue full")
+                            seq, frame.view, self.config.pipeline.hwm)
+                self.notify(seq, frame, "dropped", "queue full")
 
-    failure: list[BaseException] = []
-
-    def gate_loop() -> None:
+    def _gate_loop(self) -> None:
         try:
-            station.run(emit, stop, containers=limit, on_gate=on_gate)
+            self.station.run(self.emit, self.stop, containers=self.limit, on_gate=self.on_gate)
         except BaseException as exc:  # reported by the main thread, which owns the exit code
-            failure.append(exc)
+            self.failure.append(exc)
 
-    thread = threading.Thread(target=gate_loop, name="station", daemon=True)
-    thread.start()
-    ctx.state = "ready"
-    log.info("station running%s", f" for {limit} containers" if limit else "")
-    while thread.is_alive():
-        if not ctx.running:
-            stop.set()
-        with lock:
-            decision.flush()
-            stats = dict(counts)
-        try:
-            stats["station"] = station.stats()
-        except Exception:  # stats are informative only
-            pass
-        ctx.beat(**stats)
-        thread.join(0.05)
-    station.close()
-    if failure:
-        raise failure[0]
-    decision.send([codec.pack("end", gated=counts["gated"])])
-    end = time.monotonic() + 5
-    while decision.waiting and time.monotonic() < end:
-        decision.flush()
-        time.sleep(0.01)
-    ctx.state = "done"
-    ctx.beat(force=True, **counts)
-    log.info("station done: %d containers, %d frames sent, %d dropped, %d missing", counts["gated"],
-             counts["sent"], counts["dropped"], counts["missing"])
-    frames.close(linger=3000)
-    decision.sock.close(linger=3000)
-    for out in gate_out:
-        out.sock.close(linger=3000)
+    def run(self) -> None:
+        ctx, config = self.ctx, self.config
+        connected = _wait_for_workers(self.frames, config.pipeline.workers, timeout_s=10)
+        if connected < config.pipeline.workers:
+            log.warning("%d of %d workers connected after 10 s; starting anyway", connected,
+                        config.pipeline.workers)
+        self.station = ctx.factory("station_factory", build_real_station)(config)
+        if self.limit == 0:
+            log.info("all %s containers of this run were gated before a restart", ctx.options.get("containers"))
+            self.stop.set()
+        thread = threading.Thread(target=self._gate_loop, name="station", daemon=True)
+        thread.start()
+        ctx.state = "ready"
+        log.info("station running%s", f" for {self.limit} containers" if self.limit else "")
+        while thread.is_alive():
+            if not ctx.running:
+                self.stop.set()
+            with self.lock:
+                self.decision.flush()
+                stats = dict(self.counts)
+            try:
+                stats["station"] = self.station.stats()
+            except Exception:  # stats are informative only
+                pass
+            ctx.beat(**stats)
+            thread.join(0.05)
+        self.station.close()
+        self.gates.close()
+        if self.failure:
+            raise self.failure[0]
+        self.finish()
+
+    def finish(self) -> None:
+        self.decision.send([codec.pack("end", gated=self.counts["gated"])])
+        end = time.monotonic() + 5
+        while self.decision.waiting and time.monotonic() < end:
+            self.decision.flush()
+            time.sleep(0.01)
+        self.ctx.state = "done"
+        self.ctx.beat(force=True, **self.counts)
+        c = self.counts
+        log.info("station done: %d containers, %d frames sent, %d dropped, %d missing", c["gated"], c["sent"],
+                 c["dropped"], c["missing"])
+        self.frames.close(linger=3000)
+        for out in (self.decision, self.gate_out):
+            if out is not None:
+                out.sock.close(linger=3000)
+
+
+def run(ctx) -> None:
+    StationStage(ctx).run()

@@ -13,6 +13,8 @@ import os
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from pipeline import codec
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 FRAMES = Counter("edge_frames", "Frames by stage and outcome (sent, dropped, inferred, late, ...).",
@@ -29,8 +31,17 @@ BAD = Counter("edge_bad_messages", "Malformed, wrong-size or unknown-container m
 RESTARTS = Counter("edge_stage_restarts", "Stage processes restarted by the supervisor.", ["stage"])
 DEPTH = Gauge("edge_queue_depth", "Items waiting in a stage (open containers, pending pulses, ...).",
               ["stage"], multiprocess_mode="livesum")
+DISK_LOW = Gauge("edge_disk_low", "1 while the data folder's free space is below storage.min_free_mb "
+                 "(images are not stored; records are).", multiprocess_mode="livemax")
 MODEL = Gauge("edge_model_info", "Model version loaded by a worker (value 1).", ["version"],
               multiprocess_mode="livemax")
+
+
+def bad_messages_ready(stage: str) -> None:
+    """Show edge_bad_messages_total{stage,reason} at 0 for every codec refusal from the start,
+    so that an alert on its rate works before the first bad message arrives."""
+    for reason in codec.REASONS:
+        BAD.labels(stage, reason)
 
 
 def serve(address: str) -> None:

@@ -8,6 +8,10 @@ late reject across in the `relay_lead_ms` margin. Containers that were never arm
 (`late_result: pass`, or armed before a restart of this process) are pulsed only on a
 reject that arrives in time, as before.
 
+A restarted reject controller rebuilds its schedule from its journal (`restore`): pulses
+still ahead fire on time; those whose ejector time passed while no controller was up are
+returned, so the stage raises an alarm naming each container instead of staying silent.
+
 Pure logic on monotonic nanoseconds, no sockets and no clock: the reject-controller
 stage feeds it, tests drive it.
 """
@@ -16,7 +20,8 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterable
 
 REMEMBER = 100_000  # decided containers remembered (a second decision or a late arm is ignored)
 
@@ -28,6 +33,10 @@ CANCELLED = "cancelled"        # a pass cancelled the armed pulse, or nothing wa
 MISSED = "missed"              # a reject after its container passed the ejector: not fired
 OVERRULED = "overruled"        # a pass after the fail-safe pulse had already ejected it
 ALREADY_FIRED = "already fired"  # a reject after the fail-safe pulse: the container is out
+
+
+# What the reject controller journals (pipeline/journal.PulseJournal), and `restore` reads back.
+ARM, PASS, REJECT, FIRED, ALARMED = "arm", "pass", "reject", "fired", "alarmed"
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,44 @@ class PulseSchedule:
     def __len__(self) -> int:
         return len(self._heap) - len(self._cancelled)
 
+    @classmethod
+    def restore(cls, lead_ns: int, events: Iterable[tuple[str, Key, int, bool]], now_ns: int) -> "Restored":
+        """Rebuild the schedule a killed controller had, from its journal's events
+        (kind, key, due_ns, failsafe) in the order they happened."""
+        armed: dict[Key, int] = {}
+        decided: dict[Key, tuple[str, int]] = {}
+        fired: dict[Key, bool] = {}
+        alarmed: set[Key] = set()
+        for kind, key, due, failsafe in events:
+            if kind == ARM:
+                armed[key] = due
+            elif kind in (PASS, REJECT):
+                decided[key] = (kind, due)
+            elif kind == FIRED:
+                fired[key] = failsafe
+            elif kind == ALARMED:
+                alarmed.add(key)
+        out = Restored(cls(lead_ns))
+        schedule = out.schedule
+        for key, failsafe in fired.items():
+            _remember(schedule._failsafe if failsafe else schedule._decided, key)
+        for key, (decision, due) in decided.items():
+            _remember(schedule._decided, key)
+            out.seen.add(key)
+            if decision == REJECT and key not in fired and key not in alarmed:
+                if now_ns > due + lead_ns:
+                    out.missed.append((key, due))
+                else:
+                    schedule._push(due, key)
+        for key, due in armed.items():
+            if key in decided or key in fired or key in alarmed:
+                continue
+            if now_ns > due + lead_ns:
+                out.overdue[key] = due  # its decision may still come (the decision stage re-sends)
+            else:
+                schedule._armed[key] = schedule._push(due, key)
+        return out
+
     def _push(self, due_ns: int, key: Key) -> int:
         self._order += 1
         heapq.heappush(self._heap, (due_ns, self._order, key))
@@ -95,6 +142,16 @@ class PulseSchedule:
     def _drop_cancelled(self) -> None:
         while self._heap and self._heap[0][1] in self._cancelled:
             self._cancelled.discard(heapq.heappop(self._heap)[1])
+
+
+@dataclass
+class Restored:
+    """A reject controller's state after a restart."""
+
+    schedule: PulseSchedule
+    seen: set[Key] = field(default_factory=set)  # containers whose decision was already handled
+    missed: list[tuple[Key, int]] = field(default_factory=list)  # rejects whose ejector time passed unfired
+    overdue: dict[Key, int] = field(default_factory=dict)  # armed, undecided, ejector time passed
 
 
 def _remember(seen: OrderedDict[Key, None], key: Key) -> None:

@@ -1,5 +1,10 @@
 """Reject outputs over pyserial: a PC-timed relay pulse, or one line per container to a PLC.
 
+Both are behind one interface (TimedRelayOutput, PlcOutput): `arm`, `decide`,
+`next_time`, `tick`, `pending`, `busy`, `too_late`, `close`; the reject-controller stage drives
+either. A PLC can be sent a heartbeat (`heartbeat_ms`) so that its own program rejects
+everything when the PC goes silent: the hardware fail-safe that covers a dead PC.
+
 Timed relay: the pulse starts when the container reaches the ejector (t_gate +
 travel_time, on the monotonic clock the gate stamped) and lasts `pulse_ms`. It is
 sent as command bytes (USB relay boards such as LCUS-1) or by raising RTS or DTR.
@@ -24,6 +29,7 @@ from pathlib import Path
 import serial
 
 from pipeline.errors import PipelineError
+from pipeline.pulses import Key, Pulse, PulseSchedule
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +122,105 @@ class Relay:
 
 def plc_line(template: str, seq: int, decision: str, reason: str) -> bytes:
     return template.format(seq=seq, decision=decision.upper(), reason=reason).encode()
+
+
+SENT = "sent"  # what PlcOutput.decide returns: the PLC was told
+
+
+class TimedRelayOutput:
+    """The PC times the ejector: a pulse at each due time of a PulseSchedule (pipeline/pulses.py).
+
+    `tick()` is called by the stage at next_time(): it closes the relay for the earliest
+    pulse (an overlapping pulse stretches the one that is on) or opens it at the end.
+    """
+
+    timed = True
+
+    def __init__(self, config, dev, schedule: PulseSchedule) -> None:
+        self.relay = Relay(config, dev)
+        self.schedule = schedule
+        self.pulse_ns = int(config.pulse_ms * 1e6)
+        self.closed_until = 0  # the relay is on until then (0: off)
+        self.too_late: list[Pulse] = []  # due pulses not fired: later than the lead allows
+
+    def arm(self, key: Key, due_ns: int, now_ns: int) -> bool:
+        return self.schedule.arm(key, due_ns, now_ns)
+
+    def decide(self, key: Key, decision: str, reason: str, due_ns: int, now_ns: int) -> str:
+        return self.schedule.decide(key, decision, due_ns, now_ns)
+
+    def next_time(self) -> int | None:
+        times = [t for t in (self.schedule.next_due(), self.closed_until or None) if t is not None]
+        return min(times, default=None)
+
+    def tick(self, now_ns: int) -> Pulse | None:
+        due = self.schedule.next_due()
+        if self.closed_until and (due is None or self.closed_until < due):
+            self.relay.set(False)
+            self.closed_until = 0
+            return None
+        pulse = self.schedule.pop()
+        if now_ns - pulse.due_ns > self.schedule.lead_ns:  # its container has passed the ejector
+            self.too_late.append(pulse)  # (a restarted controller came up after its time)
+            return None
+        if not self.closed_until:
+            self.relay.set(True)
+        self.closed_until = now_ns + self.pulse_ns
+        return pulse
+
+    def pending(self) -> int:
+        return len(self.schedule)
+
+    def busy(self) -> bool:
+        """Pulses to fire or a relay to open: the stage does not exit before."""
+        return bool(len(self.schedule) or self.closed_until)
+
+    def close(self) -> None:
+        self.relay.set(False)
+
+
+class PlcOutput:
+    """A PLC times its own ejector (shift register, encoder): told each decision at once."""
+
+    timed = False
+
+    def __init__(self, config, dev) -> None:
+        self.dev = dev
+        self.template = config.message
+        self.last_line = b""
+        self.too_late: list[Pulse] = []  # never: the PLC times the ejector
+        # Hardware fail-safe: a PLC that rejects everything once the heartbeat stops covers a
+        # dead or hung PC, which no software on the PC can.
+        self.heartbeat_ns = int(config.heartbeat_ms * 1e6)
+        self.heartbeat = config.heartbeat.encode()
+        self.next_beat = 0 if self.heartbeat_ns else None
+
+    def arm(self, key: Key, due_ns: int, now_ns: int) -> bool:
+        return False  # the PLC rejects what it is not told to pass, if it is wired that way
+
+    def decide(self, key: Key, decision: str, reason: str, due_ns: int, now_ns: int) -> str:
+        self.last_line = plc_line(self.template, key[0], decision, reason)
+        self.dev.write(self.last_line)
+        self.dev.flush()
+        return SENT
+
+    def next_time(self) -> int | None:
+        return self.next_beat
+
+    def tick(self, now_ns: int) -> Pulse | None:
+        self.dev.write(self.heartbeat)
+        self.dev.flush()
+        self.next_beat = now_ns + self.heartbeat_ns
+        return None
+
+    def pending(self) -> int:
+        return 0
+
+    def busy(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
 
 
 def write_name(data_dir: Path, what: str, dev) -> None:

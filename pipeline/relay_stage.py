@@ -4,10 +4,18 @@ Pulses are scheduled on the monotonic clock: the process sleeps in ZeroMQ's poll
 shortly before the next due time, then spins the last SPIN_NS so that the pulse leaves
 within a fraction of a millisecond of the due time. Which containers get one is
 pipeline/pulses.py: every gated container is armed, a timely pass cancels its pulse, so
-a container whose decision is not in by the ejector is rejected. A reject for an unarmed
-container that arrives after it has passed the ejector is not fired (it would eject the
-next container): it is an alarm, logged and counted. Each output is journalled against its container in
-<data_dir>/relay/outputs.jsonl (rotated).
+a container whose decision is not in by the ejector is rejected. A reject that arrives
+after its container passed the ejector is not fired (it would eject the next container):
+it is an alarm naming the container.
+
+Surviving its own crash: every arm, decision, pulse and alarm is journalled
+(<data_dir>/relay/state.journal) before the next message is read. A restarted controller
+rebuilds its schedule from it, fires what is still ahead on time, raises an alarm for
+every reject whose ejector time passed while it was down, and asks the decision stage
+to re-send its open arms and recent decisions (`sync`): those lost in its socket when it
+died arrive again, and duplicates are recognised. Every output and alarm is also written
+to the audit journal <data_dir>/relay/outputs.jsonl (rotated) and, as an event row, to
+the database.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -23,14 +32,21 @@ from pathlib import Path
 import zmq
 
 from pipeline import codec
-from pipeline.pulses import MISSED, OVERRULED, REMEMBER, Pulse, PulseSchedule
-from pipeline.relay import PtyPort, Relay, open_port, plc_line, write_name
+from pipeline.journal import PulseJournal
+from pipeline.outbox import Outbox
+from pipeline.pulses import (ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, REMEMBER, Key, Pulse,
+                             PulseSchedule)
+from pipeline.relay import PlcOutput, PtyPort, TimedRelayOutput, open_port, write_name
 
 log = logging.getLogger(__name__)
 
 SPIN_NS = 2_000_000
 CONFIRM_WINDOW_NS = 1_000_000_000
 IDLE_EXIT_S = 0.3
+SYNC_RETRY_S = 1.0  # ask the decision stage again until it answers
+SYNC_GIVE_UP_S = 5.0  # then alarm the overdue arms without its answer
+KEEP_NS = 600 * 1_000_000_000  # journal events kept this long past their ejector time
+NOT_EJECTED = "not ejected"  # an alarm: a container that needed a pulse got none
 ALARMS = {  # decisions that came too late for the ejector, and what that did to the container
     MISSED: "reject decided %.0f ms after it passed the ejector; NOT ejected",
     OVERRULED: "its pass came %.0f ms after the ejector had rejected it (fail-safe): a good container "
@@ -38,155 +54,236 @@ ALARMS = {  # decisions that came too late for the ejector, and what that did to
 }
 
 
-def journal_logger(data_dir: Path) -> logging.Logger:
+def audit_logger(data_dir: Path) -> logging.Logger:
+    """outputs.jsonl: one JSON line per output and alarm, for people and tools (rotated)."""
     folder = Path(data_dir) / "relay"
     folder.mkdir(parents=True, exist_ok=True)
-    journal = logging.getLogger("edge.relay.journal")
-    journal.propagate = False
-    journal.setLevel(logging.INFO)
-    journal.handlers.clear()
+    audit = logging.getLogger("edge.relay.journal")
+    audit.propagate = False
+    audit.setLevel(logging.INFO)
+    audit.handlers.clear()
     handler = logging.handlers.RotatingFileHandler(folder / "outputs.jsonl", maxBytes=10 << 20, backupCount=5)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    journal.addHandler(handler)
-    return journal
+    audit.addHandler(handler)
+    return audit
 
 
-def run(ctx) -> None:
-    from pipeline import metrics
+class RejectController:
+    """One reject output (timed relay or PLC) fed by the decision stage, durable across kills."""
 
-    config = ctx.config
-    cfg = config.reject
-    dev = open_port(cfg.port, cfg.baudrate, cfg.low_latency, "port")
-    write_name(config.data_dir, "relay", dev)
-    confirm = None
-    if cfg.confirm_port:
-        confirm = open_port(cfg.confirm_port, cfg.baudrate, False, "confirm_port")
-        write_name(config.data_dir, "confirm", confirm)
-    relay = Relay(cfg, dev) if cfg.driver == "relay" else None
-    lead_ns = int(config.line.relay_lead_ms * 1e6)
-    pulse_ns = int(getattr(cfg, "pulse_ms", 0) * 1e6)
-    journal = journal_logger(config.data_dir)
-    inbox = ctx.endpoints.bind("relay_in", zmq.PULL)
-    schedule = PulseSchedule(lead_ns)
-    awaiting_confirm: list[tuple[int, int]] = []  # (fired_ns, seq)
-    counts = {"decisions": 0, "pulses": 0, "failsafe": 0, "missed": 0, "overruled": 0, "lines": 0,
-              "duplicates": 0, "bad": 0, "confirmed": 0, "unconfirmed": 0}
-    seen: OrderedDict[tuple[int, int], None] = OrderedDict()  # decided containers
-    closed_until = 0  # the relay is on until then (0: off)
+    def __init__(self, ctx) -> None:
+        from pipeline import metrics
 
-    def record(kind: str, seq: int, **fields) -> None:
-        journal.info(json.dumps({"kind": kind, "seq": seq,
-                                 "utc": datetime.now(timezone.utc).isoformat(), **fields}))
+        self.ctx, self.metrics = ctx, metrics
+        config = ctx.config
+        cfg = config.reject
+        self.lead_ns = int(config.line.relay_lead_ms * 1e6)
+        self.dev = open_port(cfg.port, cfg.baudrate, cfg.low_latency, "port")
+        write_name(config.data_dir, "relay", self.dev)
+        self.confirm = None
+        if cfg.confirm_port:
+            self.confirm = open_port(cfg.confirm_port, cfg.baudrate, False, "confirm_port")
+            write_name(config.data_dir, "confirm", self.confirm)
+        self.audit = audit_logger(config.data_dir)
+        self.state = PulseJournal(Path(config.data_dir) / "relay" / "state.journal", KEEP_NS)
+        restored = PulseSchedule.restore(self.lead_ns, self.state.events, time.monotonic_ns())
+        self.output = (TimedRelayOutput(cfg, self.dev, restored.schedule) if cfg.driver == "relay"
+                       else PlcOutput(cfg, self.dev))
+        self.seen: OrderedDict[Key, None] = OrderedDict.fromkeys(restored.seen)
+        self.overdue = restored.overdue
+        self.inbox = ctx.endpoints.bind("relay_in", zmq.PULL)
+        self.to_decision = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
+        self.to_writer = Outbox(ctx.endpoints.connect("storage_in", zmq.PUSH), "storage writer")
+        self.awaiting_confirm: list[tuple[int, int]] = []  # (fired_ns, seq)
+        self.counts = {"decisions": 0, "pulses": 0, "failsafe": 0, "missed": 0, "overruled": 0,
+                       "lines": 0, "duplicates": 0, "bad": 0, "confirmed": 0, "unconfirmed": 0,
+                       "not_ejected": 0, "restored": self.output.pending()}
+        self.started = time.monotonic()
+        self.synced = False
+        self._asked = 0.0
+        metrics.bad_messages_ready("relay")
+        for key, due in restored.missed:  # its ejector time passed while no controller was up
+            self.alarm(NOT_EJECTED, key, due, "reject decided, but the reject controller was down at the "
+                                              "ejector: NOT ejected")
+        if self.counts["restored"]:
+            log.warning("restarted with %d pulses still ahead; they fire on time", self.counts["restored"])
 
-    def handle(msg: dict) -> None:
-        codec.require(msg, "seq", "t_gate_ns", "due_ns")
-        key = (int(msg["seq"]), int(msg["t_gate_ns"]))
-        now = time.monotonic_ns()
-        if msg["kind"] == "arm":
-            if relay is not None:
-                schedule.arm(key, int(msg["due_ns"]), now)
+    # -- inputs --------------------------------------------------------------------------
+    def handle(self, msg: dict) -> None:
+        kind = msg["kind"]
+        if kind == "sync":  # the decision stage has re-sent everything we may have lost
+            if msg.get("pid") == os.getpid():
+                self._synced()
             return
-        codec.require(msg, "decision")
-        if key in seen:
-            counts["duplicates"] += 1
-            log.warning("container %d: second decision ignored (one output per container)", key[0])
+        key = (msg["seq"], msg["t_gate_ns"])
+        due, now = msg["due_ns"], time.monotonic_ns()
+        if kind == "arm":
+            if self.output.arm(key, due, now):
+                self.state.add(ARM, key, due)
             return
-        seen[key] = None
-        if len(seen) > REMEMBER:
-            seen.popitem(last=False)
-        counts["decisions"] += 1
-        if relay is None:  # PLC: tell it now, it times the ejector
-            line = plc_line(cfg.message, key[0], msg["decision"], msg.get("reason", ""))
-            dev.write(line)
-            dev.flush()
-            counts["lines"] += 1
-            metrics.RELAY.labels("plc", msg["decision"]).inc()
-            record("plc", key[0], decision=msg["decision"], line=line.decode(errors="replace").strip())
+        if key in self.seen:
+            self.counts["duplicates"] += 1
+            log.debug("container %d: decision already handled (re-sent or duplicate)", key[0])
             return
-        due = int(msg["due_ns"])
-        outcome = schedule.decide(key, msg["decision"], due, now)
+        self._remember(key)
+        self.overdue.pop(key, None)
+        self.counts["decisions"] += 1
+        decision = msg["decision"]
+        outcome = self.output.decide(key, decision, msg.get("reason") or "", due, now)
+        self.state.add(REJECT if decision == "reject" else PASS, key, due)
+        if not self.output.timed:
+            self.counts["lines"] += 1
+            self.metrics.RELAY.labels("plc", decision).inc()
+            self.record("plc", key[0], decision=decision, line=self.output.last_line.decode(errors="replace").strip())
+            return
         alarm = ALARMS.get(outcome)
         if alarm:
             late_ms = (now - due) / 1e6
-            counts[outcome] += 1
-            metrics.RELAY.labels("pulse", outcome).inc()
-            log.error("ALARM: container %d: " + alarm, key[0], late_ms)
-            record(outcome, key[0], due_ns=due, late_ms=round(late_ms, 3))
+            self.counts[outcome] += 1
+            self.alarm(outcome, key, due, alarm % late_ms, late_ms=round(late_ms, 3))
 
-    def fire(pulse: Pulse) -> None:
-        nonlocal closed_until
-        sent = time.monotonic_ns()
-        if not closed_until:  # an overlapping pulse just stretches the one that is on
-            relay.set(True)
-        closed_until = sent + pulse_ns
+    def _remember(self, key: Key) -> None:
+        self.seen[key] = None
+        while len(self.seen) > REMEMBER:
+            self.seen.popitem(last=False)
+
+    def _synced(self) -> None:
+        if not self.synced:
+            log.info("decision stage re-sent its open arms and recent decisions")
+        self.synced = True
+        self._alarm_overdue()
+
+    def _alarm_overdue(self) -> None:
+        """Armed containers whose ejector time passed while we were down, with no decision since."""
+        for key, due in list(self.overdue.items()):
+            self.alarm(NOT_EJECTED, key, due, "no decision and no fail-safe pulse: the reject controller was "
+                                              "down at the ejector; NOT ejected")
+        self.overdue.clear()
+
+    # -- outputs -------------------------------------------------------------------------
+    def fire(self, pulse: Pulse, sent_ns: int) -> None:
         seq = pulse.key[0]
-        error = sent - pulse.due_ns
-        counts["pulses"] += 1
-        metrics.RELAY.labels("pulse", "fired").inc()
-        metrics.RELAY_ERROR.observe(error / 1e9)
+        error = sent_ns - pulse.due_ns
+        self.state.add(FIRED, pulse.key, pulse.due_ns, pulse.failsafe)
+        self.counts["pulses"] += 1
+        self.metrics.RELAY.labels("pulse", "fired").inc()
+        self.metrics.RELAY_ERROR.observe(error / 1e9)
         if pulse.failsafe:
-            counts["failsafe"] += 1
-            metrics.RELAY.labels("pulse", "failsafe").inc()
+            self.counts["failsafe"] += 1
+            self.metrics.RELAY.labels("pulse", "failsafe").inc()
             log.error("container %d: no decision by the ejector: rejected (fail-safe)", seq)
-        record("pulse", seq, due_ns=pulse.due_ns, sent_ns=sent, error_ms=round(error / 1e6, 3),
-               failsafe=pulse.failsafe)
-        if confirm is not None:
-            awaiting_confirm.append((sent, seq))
+        self.record("pulse", seq, due_ns=pulse.due_ns, sent_ns=sent_ns, error_ms=round(error / 1e6, 3),
+                    failsafe=pulse.failsafe)
+        if self.confirm is not None:
+            self.awaiting_confirm.append((sent_ns, seq))
 
-    def next_output() -> int | None:
-        """When the relay next has to switch: the earliest due pulse, or the end of this one."""
-        times = [t for t in (schedule.next_due(), closed_until or None) if t is not None]
-        return min(times, default=None)
+    def alarm(self, kind: str, key: Key, due_ns: int, text: str, **fields) -> None:
+        """Log, count, journal and store an alarm that names the container."""
+        if kind == NOT_EJECTED:
+            self.counts["not_ejected"] += 1
+        self.metrics.RELAY.labels("pulse", kind).inc()
+        log.error("ALARM: container %d: %s", key[0], text)
+        self.state.add(ALARMED, key, due_ns)
+        self.record(kind, key[0], due_ns=due_ns, **fields)
+        self.to_writer.send([codec.pack("alarm", seq=key[0], t_gate_ns=key[1], alarm=kind, detail=text)])
 
-    def check_confirms() -> None:
+    def record(self, kind: str, seq: int | None, **fields) -> None:
+        self.audit.info(json.dumps({"kind": kind, "seq": seq, "utc": datetime.now(timezone.utc).isoformat(),
+                                    **fields}))
+
+    def check_confirms(self) -> None:
+        confirm = self.confirm
         lines = confirm.read_lines() if isinstance(confirm, PtyPort) else \
             [line for line in confirm.read_all().splitlines() if line.strip()]
         now = time.monotonic_ns()
         for _ in lines:
-            if awaiting_confirm:
-                _, seq = awaiting_confirm.pop(0)
-                counts["confirmed"] += 1
-                metrics.RELAY.labels("confirm", "confirmed").inc()
-                record("confirmed", seq)
-        while awaiting_confirm and now - awaiting_confirm[0][0] > CONFIRM_WINDOW_NS:
-            _, seq = awaiting_confirm.pop(0)
-            counts["unconfirmed"] += 1
-            metrics.RELAY.labels("confirm", "unconfirmed").inc()
+            if self.awaiting_confirm:
+                _, seq = self.awaiting_confirm.pop(0)
+                self.counts["confirmed"] += 1
+                self.metrics.RELAY.labels("confirm", "confirmed").inc()
+                self.record("confirmed", seq)
+        while self.awaiting_confirm and now - self.awaiting_confirm[0][0] > CONFIRM_WINDOW_NS:
+            _, seq = self.awaiting_confirm.pop(0)
+            self.counts["unconfirmed"] += 1
+            self.metrics.RELAY.labels("confirm", "unconfirmed").inc()
             log.error("ALARM: container %d: reject pulse fired but no ejection confirmed", seq)
-            record("unconfirmed", seq)
+            self.record("unconfirmed", seq)
 
-    ctx.state = "ready"
-    last_input = time.monotonic()
-    while ctx.running or schedule or closed_until or time.monotonic() - last_input < IDLE_EXIT_S:
-        nxt = next_output()
-        wait_ms = 100 if nxt is None else max(0, min(100, (nxt - time.monotonic_ns() - SPIN_NS) // 1_000_000))
-        if inbox.poll(wait_ms):
-            for parts in codec.waiting(inbox):
-                last_input = time.monotonic()
+    # -- loop ----------------------------------------------------------------------------
+    def _ask_sync(self) -> None:
+        now = time.monotonic()
+        if self.synced or now - self._asked < SYNC_RETRY_S:
+            return
+        if self.overdue and now - self.started > SYNC_GIVE_UP_S:
+            log.warning("the decision stage did not answer in %.0f s", SYNC_GIVE_UP_S)
+            self._alarm_overdue()
+        self._asked = now
+        self.to_decision.send([codec.pack("sync", stage="relay", pid=os.getpid())])
+
+    def _receive(self, wait_ms: int) -> bool:
+        got = False
+        if self.inbox.poll(wait_ms):
+            for parts in codec.waiting(self.inbox):
+                got = True
                 try:
-                    msg = codec.unpack(parts)
-                    if msg["kind"] not in ("arm", "decision"):
-                        raise ValueError(f"unexpected {msg['kind']} message")
-                    handle(msg)
-                except (ValueError, KeyError, TypeError) as exc:
-                    counts["bad"] += 1
-                    metrics.BAD.labels("relay", "malformed").inc()
+                    msg = codec.unpack(parts, ("arm", "decision", "sync"), time.monotonic_ns())
+                except codec.BadMessage as exc:
+                    self.counts["bad"] += 1
+                    self.metrics.BAD.labels("relay", exc.reason).inc()
                     log.warning("bad message for the reject controller (%s); ignored", exc)
-        while (nxt := next_output()) is not None and nxt - time.monotonic_ns() <= SPIN_NS:
+                    continue
+                try:
+                    self.handle(msg)
+                except (OSError, ValueError) as exc:  # e.g. a serial write timing out: keep going
+                    self.counts["bad"] += 1
+                    self.metrics.BAD.labels("relay", "invalid").inc()
+                    log.exception("a %s message could not be handled (%s)", msg["kind"], exc)
+        return got
+
+    def _fire_due(self) -> None:
+        while (nxt := self.output.next_time()) is not None and nxt - time.monotonic_ns() <= SPIN_NS:
             while time.monotonic_ns() < nxt:
                 pass
-            due = schedule.next_due()
-            if closed_until and (due is None or closed_until < due):
-                relay.set(False)
-                closed_until = 0
-            else:
-                fire(schedule.pop())
-        if confirm is not None:
-            check_confirms()
-        metrics.DEPTH.labels("relay").set(len(schedule))
-        ctx.beat(pending=len(schedule), port=getattr(dev, "name", cfg.port), **counts)
-    if relay is not None:
-        relay.set(False)
-    ctx.beat(force=True, pending=0, **counts)
-    inbox.close(linger=0)
-    dev.close()
+            sent = time.monotonic_ns()
+            pulse = self.output.tick(sent)
+            if pulse is not None:
+                self.fire(pulse, sent)
+            while self.output.too_late:
+                late = self.output.too_late.pop()
+                late_ms = (sent - late.due_ns) / 1e6
+                self.alarm(NOT_EJECTED, late.key, late.due_ns, f"pulse due {late_ms:.0f} ms ago could not be "
+                           "fired in time (the reject controller was starting or starved): NOT ejected",
+                           late_ms=round(late_ms, 3))
+
+    def run(self) -> None:
+        ctx = self.ctx
+        ctx.state = "ready"
+        self.record("started", None, ready_ns=time.monotonic_ns(), pid=os.getpid(),
+                    restored=self.counts["restored"], not_ejected=self.counts["not_ejected"])
+        last_input = time.monotonic()
+        while ctx.running or self.output.busy() or time.monotonic() - last_input < IDLE_EXIT_S:
+            self._ask_sync()
+            nxt = self.output.next_time()
+            wait_ms = 100 if nxt is None else max(0, min(100, (nxt - time.monotonic_ns() - SPIN_NS) // 1_000_000))
+            if self._receive(wait_ms):
+                last_input = time.monotonic()
+            self._fire_due()
+            if self.confirm is not None:
+                self.check_confirms()
+            self.to_decision.flush()
+            self.to_writer.flush()
+            self.state.compact_if_due(time.monotonic_ns())
+            self.metrics.DEPTH.labels("relay").set(self.output.pending())
+            ctx.beat(pending=self.output.pending(), port=getattr(self.dev, "name", ctx.config.reject.port),
+                     journal_ok=not self.state.degraded, **self.counts)
+        self.output.close()
+        ctx.beat(force=True, pending=0, **self.counts)
+        self.state.close()
+        self.inbox.close(linger=0)
+        for out in (self.to_decision, self.to_writer):
+            out.sock.close(linger=1000)
+        self.dev.close()
+
+
+def run(ctx) -> None:
+    RejectController(ctx).run()

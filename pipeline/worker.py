@@ -35,17 +35,17 @@ def resolve_package(config):
     """The model package config names: the registry's active version, a version, or a folder."""
     from engines.package import ModelPackage
 
+    from storage.registry import Registry
+
     model = config.engine.model
     if model == "active":
-        from storage.registry import Registry
-
         registry = Registry(config.data_dir)
         registry.ensure_default()
         return registry.active()
     folder = Path(model)
     if folder.is_dir():
         return ModelPackage.load(folder)
-    return ModelPackage.load(Path(config.data_dir) / "models" / model)
+    return Registry(config.data_dir).get(model)  # verified against its registration digest
 
 
 def load_real_engine(config):
@@ -125,106 +125,126 @@ def _partial_header(parts: list) -> dict | None:
         return None
 
 
-def run(ctx) -> None:
-    from pipeline import metrics
+class WorkerStage:
+    """One inference worker: frames in, one `view` result per frame out (never none)."""
 
-    config = ctx.config
-    name = ctx.name
-    # Frames must have their camera's configured size; a captured batch keeps its own.
-    sizes = {cam.view: (cam.height, cam.width) for cam in config.cameras if cam.driver != "batch"}
-    frames = ctx.endpoints.connect("frames", zmq.PULL)
-    results = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
-    images = None
-    if config.storage.keep_images != "none":
-        images = ctx.endpoints.connect("images", zmq.PUSH)
-    slot = EngineSlot(ctx.factory("engine_factory", load_real_engine), config)
-    metrics.MODEL.labels(slot.engine.version).set(1)
-    counts = {"frames": 0, "inferred": 0, "bad": 0, "stale": 0, "images_dropped": 0, "batches": 0}
-    deadline_ns = int((config.line.travel_time_ms - config.line.relay_lead_ms) * 1e6)
-    ctx.state = "ready"
-    log.info("%s ready with model %s", name, slot.engine.version)
+    def __init__(self, ctx) -> None:
+        from pipeline import metrics
 
-    def view_result(seq, view, t_gate_ns, camera_id, outcome, reason=None, **extra) -> None:
-        results.send([codec.pack("view", seq=seq, view=view, t_gate_ns=t_gate_ns, camera_id=camera_id,
-                                 outcome=outcome, reason=reason, worker=name, **extra)])
+        self.ctx, self.metrics = ctx, metrics
+        config = self.config = ctx.config
+        self.name = ctx.name
+        # Frames must have their camera's configured size; a captured batch keeps its own.
+        self.sizes = {cam.view: (cam.height, cam.width) for cam in config.cameras if cam.driver != "batch"}
+        self.frames = ctx.endpoints.connect("frames", zmq.PULL)
+        self.results = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
+        self.images = ctx.endpoints.connect("images", zmq.PUSH) if config.storage.keep_images != "none" else None
+        self.slot = EngineSlot(ctx.factory("engine_factory", load_real_engine), config)
+        metrics.MODEL.labels(self.slot.engine.version).set(1)
+        metrics.bad_messages_ready("worker")
+        self.counts = {"frames": 0, "inferred": 0, "bad": 0, "stale": 0, "images_dropped": 0, "batches": 0}
+        self.deadline_ns = int((config.line.travel_time_ms - config.line.relay_lead_ms) * 1e6)
 
-    def bad(parts: list, reason: str, detail: str) -> None:
-        counts["bad"] += 1
-        metrics.BAD.labels("worker", reason).inc()
-        metrics.FRAMES.labels("worker", "bad", reason).inc()
+    def view_result(self, seq, view, t_gate_ns, camera_id, outcome, reason=None, **extra) -> None:
+        self.results.send([codec.pack("view", seq=seq, view=view, t_gate_ns=t_gate_ns, camera_id=camera_id,
+                                      outcome=outcome, reason=reason, worker=self.name, **extra)])
+
+    def bad(self, parts: list, reason: str, detail: str) -> None:
+        self.counts["bad"] += 1
+        self.metrics.BAD.labels("worker", reason).inc()
+        self.metrics.FRAMES.labels("worker", "bad", reason).inc()
         log.warning("bad frame (%s): %s", reason, detail)
         head = _partial_header(parts)
         if head is not None:
-            view_result(head["container_seq"], head["view"], head["t_gate_ns"], head["camera_id"],
-                        "bad", reason)
+            self.view_result(head["container_seq"], head["view"], head["t_gate_ns"], head["camera_id"],
+                             "bad", reason)
 
-    while ctx.running:
-        slot.poll()
+    def take(self) -> list[Frame]:
+        """What is queued, up to pipeline.batch views; bad, missing and stale ones answered here."""
         batch: list[Frame] = []
-        if frames.poll(100):
-            while len(batch) < config.pipeline.batch:
-                try:
-                    parts = frames.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                counts["frames"] += 1
-                try:
-                    frame = Frame.from_parts(parts)
-                except ValueError as exc:
-                    bad(parts, "malformed", str(exc))
-                    continue
-                if frame.pixels is None:
-                    metrics.FRAMES.labels("worker", "missing", frame.missing or "").inc()
-                    view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id,
-                                "missing", frame.missing or "missing")
-                    continue
-                if frame.view in sizes and frame.pixels.shape[:2] != sizes[frame.view]:
-                    bad(parts, "wrong size", f"container {frame.container_seq} view {frame.view}: "
-                        f"{frame.pixels.shape} instead of {sizes.get(frame.view)}")
-                    continue
-                if frame.t_gate_ns + deadline_ns <= time.monotonic_ns():
-                    # Its container is decided already (fail-safe): inferring it would only
-                    # delay the next ones. This is how an overloaded line catches up.
-                    counts["stale"] += 1
-                    metrics.FRAMES.labels("worker", "stale", "past deadline").inc()
-                    continue
-                batch.append(frame)
-        if batch:
-            engine = slot.engine
-            t0 = time.perf_counter()
+        while len(batch) < self.config.pipeline.batch:
             try:
-                found = engine.infer([_as_bgr(f) for f in batch])
-                error = None
-            except Exception as exc:  # one bad batch rejects its containers, the worker lives on
-                log.exception("engine failed on a batch of %d views", len(batch))
-                found, error = [None] * len(batch), f"engine error: {exc}"
-            per_view = (time.perf_counter() - t0) / len(batch)
-            counts["batches"] += 1
-            for frame, dets in zip(batch, found):
-                if dets is None:
-                    view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id,
-                                "bad", error)
-                    metrics.FRAMES.labels("worker", "bad", "engine error").inc()
-                    continue
-                metrics.ENGINE.observe(per_view)
-                metrics.FRAMES.labels("worker", "inferred", "").inc()
-                counts["inferred"] += 1
-                view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id,
-                            "inferred", None, t_capture_ns=frame.t_capture_ns,
-                            detections=dets.to_list(), model_version=engine.version,
-                            engine_ms=round(per_view * 1e3, 3))
-                if images is not None:
-                    try:
-                        images.send_multipart(codec.image_parts(frame.container_seq, frame.view, frame.pixels),
-                                              zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        counts["images_dropped"] += 1
-                        metrics.FRAMES.labels("worker", "image dropped", "writer busy").inc()
-        results.flush()
-        ctx.beat(version=slot.engine.version, **counts)
-    results.flush()
-    slot.engine.close()
-    frames.close(linger=0)
-    results.sock.close(linger=3000)
-    if images is not None:
-        images.close(linger=1000)
+                parts = self.frames.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self.counts["frames"] += 1
+            try:
+                frame = Frame.from_parts(parts)
+            except ValueError as exc:
+                self.bad(parts, "malformed", str(exc))
+                continue
+            if frame.pixels is None:
+                self.metrics.FRAMES.labels("worker", "missing", frame.missing or "").inc()
+                self.view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id,
+                                 "missing", frame.missing or "missing")
+                continue
+            if frame.view in self.sizes and frame.pixels.shape[:2] != self.sizes[frame.view]:
+                self.bad(parts, "wrong size", f"container {frame.container_seq} view {frame.view}: "
+                         f"{frame.pixels.shape} instead of {self.sizes.get(frame.view)}")
+                continue
+            if frame.t_gate_ns + self.deadline_ns <= time.monotonic_ns():
+                # Its container is decided already (fail-safe): inferring it would only
+                # delay the next ones. This is how an overloaded line catches up.
+                self.counts["stale"] += 1
+                self.metrics.FRAMES.labels("worker", "stale", "past deadline").inc()
+                continue
+            batch.append(frame)
+        return batch
+
+    def infer(self, batch: list[Frame]) -> None:
+        engine = self.slot.engine
+        t0 = time.perf_counter()
+        try:
+            found = engine.infer([_as_bgr(f) for f in batch])
+            error = None
+        except Exception as exc:  # one bad batch rejects its containers, the worker lives on
+            log.exception("engine failed on a batch of %d views", len(batch))
+            found, error = [None] * len(batch), f"engine error: {exc}"
+        per_view = (time.perf_counter() - t0) / len(batch)
+        self.counts["batches"] += 1
+        for frame, dets in zip(batch, found):
+            if dets is None:
+                self.view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id, "bad", error)
+                self.metrics.FRAMES.labels("worker", "bad", "engine error").inc()
+                continue
+            self.metrics.ENGINE.observe(per_view)
+            self.metrics.FRAMES.labels("worker", "inferred", "").inc()
+            self.counts["inferred"] += 1
+            self.view_result(frame.container_seq, frame.view, frame.t_gate_ns, frame.camera_id,
+                             "inferred", None, t_capture_ns=frame.t_capture_ns,
+                             detections=dets.to_list(), model_version=engine.version,
+                             engine_ms=round(per_view * 1e3, 3))
+            self.send_image(frame)
+
+    def send_image(self, frame: Frame) -> None:
+        if self.images is None:
+            return
+        try:
+            self.images.send_multipart(codec.image_parts(frame.container_seq, frame.view, frame.pixels),
+                                       zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.counts["images_dropped"] += 1
+            self.metrics.FRAMES.labels("worker", "image dropped", "writer busy").inc()
+
+    def run(self) -> None:
+        ctx = self.ctx
+        ctx.state = "ready"
+        log.info("%s ready with model %s", self.name, self.slot.engine.version)
+        while ctx.running:
+            self.slot.poll()
+            if self.frames.poll(100):
+                batch = self.take()
+                if batch:
+                    self.infer(batch)
+            self.results.flush()
+            ctx.beat(version=self.slot.engine.version, **self.counts)
+        self.results.flush()
+        self.slot.engine.close()
+        self.frames.close(linger=0)
+        self.results.sock.close(linger=3000)
+        if self.images is not None:
+            self.images.close(linger=1000)
+
+
+def run(ctx) -> None:
+    WorkerStage(ctx).run()

@@ -5,11 +5,22 @@ A decision is written once its inferred views' images are in, or after IMAGE_WAI
 (images travel on another socket and may trail the decision by a moment). Images
 with no decision after the container's deadline plus a margin are released and counted:
 memory stays bounded whatever happens upstream.
+
+Records cannot be lost: the writer acknowledges (`ack`) each container once its row is
+committed, and the decision stage keeps every decision until then and re-sends it (at
+once when this stage starts and says `sync`). Writing is idempotent (one row per
+container, storage.writer.Recorder), so a re-sent decision never doubles a row. Images
+are secondary: they may be lost with a killed writer, or not kept on a nearly full disk
+(storage.min_free_mb), while records go on committing. A database that cannot commit
+(a full disk) is retried every RETRY_S; the stage never exits into a restart loop.
+The reject controller's alarms (a container not ejected) arrive here too and become
+event rows naming the container.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime
 from typing import Any
@@ -18,28 +29,51 @@ import numpy as np
 import zmq
 
 from pipeline import codec
+from pipeline.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 IMAGE_WAIT_S = 0.5
 IDLE_EXIT_S = 0.3
+RETRY_S = 5.0  # a storage that cannot start or commit is tried again this often
+Key = tuple[int, int]
 
 
 class RecorderAdapter:
-    """Turns a decision message into storage.records and hands it to storage.writer.Recorder."""
+    """Turns decision messages into storage.records and hands them to storage.writer.Recorder;
+    collects the keys of committed containers for the acknowledgement."""
 
     def __init__(self, config) -> None:
         from storage.writer import Recorder
 
+        self.line_id = config.line.id
+        self.committed: list[Key] = []
+        self._keys: dict[int, Key] = {}
         # line_id: on a database shared by several lines, repair and quota touch this line only.
         self.recorder = Recorder(config.database_url, config.data_dir, config.storage,
-                                 line_id=config.line.id)
+                                 line_id=config.line.id, on_commit=self._on_commit)
+
+    def _on_commit(self, records) -> None:
+        for record in records:
+            key = self._keys.pop(record.seq, None)
+            if key is not None:
+                self.committed.append(key)
 
     def record(self, decision: dict[str, Any], images: dict[int, np.ndarray]) -> None:
+        self._keys[decision["seq"]] = (decision["seq"], decision["t_gate_ns"])
         self.recorder.record(to_record(decision), images)
+
+    def event(self, kind: str, seq: int, detail: str) -> None:
+        from storage.records import EventRecord
+
+        self.recorder.event(EventRecord(kind=kind, line_id=self.line_id, container_seq=seq, detail=detail))
 
     def idle(self) -> None:
         self.recorder.flush_due()
+
+    @property
+    def low_disk(self) -> bool:
+        return self.recorder.low_disk
 
     def close(self) -> None:
         self.recorder.close()
@@ -63,92 +97,177 @@ def to_record(decision: dict[str, Any]):
                            model_version=decision["model_version"], views=views)
 
 
-def run(ctx) -> None:
-    from pipeline import metrics
+class WriterStage:
+    def __init__(self, ctx) -> None:
+        from pipeline import metrics
 
-    config = ctx.config
-    recorder = ctx.factory("recorder_factory", RecorderAdapter)(config)
-    decisions = ctx.endpoints.bind("storage_in", zmq.PULL)
-    images_in = ctx.endpoints.bind("images", zmq.PULL)
-    poller = zmq.Poller()
-    poller.register(decisions, zmq.POLLIN)
-    poller.register(images_in, zmq.POLLIN)
-    keep_for_s = config.line.travel_time_ms / 1e3 + 5
-    images: dict[int, dict[int, np.ndarray]] = {}
-    arrived: dict[int, float] = {}
-    pending: list[tuple[float, dict]] = []  # (write no later than, decision)
-    stored: dict[int, None] = {}  # recent containers, to drop their late images quietly
-    counts = {"stored": 0, "images": 0, "images_expired": 0, "bad": 0, "errors": 0}
+        self.ctx, self.metrics = ctx, metrics
+        config = ctx.config
+        self.config = config
+        self.decisions = ctx.endpoints.bind("storage_in", zmq.PULL)
+        self.images_in = ctx.endpoints.bind("images", zmq.PULL)
+        self.acks = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
+        self.poller = zmq.Poller()
+        self.poller.register(self.decisions, zmq.POLLIN)
+        self.poller.register(self.images_in, zmq.POLLIN)
+        self.keep_for_s = config.line.travel_time_ms / 1e3 + 5
+        self.images: dict[int, dict[int, np.ndarray]] = {}
+        self.arrived: dict[int, float] = {}
+        self.pending: dict[Key, tuple[float, dict]] = {}  # key -> (write no later than, decision)
+        self.stored: dict[int, None] = {}  # recent containers, to drop their late images quietly
+        self.counts = {"stored": 0, "images": 0, "images_expired": 0, "bad": 0, "errors": 0, "alarms": 0,
+                       "low_disk_episodes": 0}
+        self.recorder = None
+        self._low_disk = False
+        metrics.bad_messages_ready("writer")
+        metrics.BAD.labels("writer", "storage error")
+        metrics.DISK_LOW.set(0)
 
-    def ready(decision: dict) -> bool:
-        have = images.get(decision["seq"], {})
+    # -- storage -------------------------------------------------------------------------
+    def open_recorder(self) -> None:
+        """The first start fails loudly (a wrong URL must stop the line); a restarted writer
+        waits for its storage instead (a full disk must not become a restart loop)."""
+        factory = self.ctx.factory("recorder_factory", RecorderAdapter)
+        if not self.ctx.options.get("restarted"):
+            self.recorder = factory(self.config)
+            return
+        from storage.errors import StorageError
+
+        self.ctx.state = "waiting for storage"
+        while self.ctx.running:
+            try:
+                self.recorder = factory(self.config)
+                return
+            except (StorageError, OSError) as exc:
+                log.error("ALARM: storage cannot open (%s); decisions wait in the decision stage's journal; "
+                          "retrying in %.0f s", exc, RETRY_S)
+                end = time.monotonic() + RETRY_S
+                while self.ctx.running and time.monotonic() < end:
+                    self.ctx.beat(**self.counts)
+                    time.sleep(0.1)
+
+    def _guard(self, what: str, call, *args) -> bool:
+        """Storage trouble (a full disk) must not stop the line: count, log, carry on."""
+        from storage.errors import StorageError
+
+        try:
+            call(*args)
+            return True
+        except Exception as exc:
+            self.counts["errors"] += 1
+            self.metrics.BAD.labels("writer", "storage error").inc()
+            if isinstance(exc, StorageError):  # expected on a full disk: one line, no traceback
+                log.error("ALARM: %s failed (%s); the decision stage re-sends what was not committed", what, exc)
+            else:
+                log.exception("ALARM: %s failed; the decision stage re-sends what was not committed", what)
+            return False
+
+    def acknowledge(self) -> None:
+        committed = getattr(self.recorder, "committed", None)
+        if committed:
+            self.counts["stored"] += len(committed)
+            for start in range(0, len(committed), 1000):
+                self.acks.send([codec.pack("ack", keys=[list(k) for k in committed[start:start + 1000]])])
+            committed.clear()
+        low = bool(getattr(self.recorder, "low_disk", False))
+        if low != self._low_disk:
+            self._low_disk = low
+            self.counts["low_disk_episodes"] += low
+            self.metrics.DISK_LOW.set(int(low))
+            if low:
+                log.error("ALARM: free space on the data folder is below storage.min_free_mb: images are not "
+                          "stored, records are")
+            else:
+                log.warning("free space is back above storage.min_free_mb: images are stored again")
+
+    # -- inputs --------------------------------------------------------------------------
+    def _ready(self, decision: dict) -> bool:
+        have = self.images.get(decision["seq"], {})
         return all(v["view"] in have for v in decision["views"] if v["outcome"] == "inferred")
 
-    def store(decision: dict) -> None:
+    def store(self, key: Key, decision: dict) -> None:
         seq = decision["seq"]
-        views = images.pop(seq, {})
-        arrived.pop(seq, None)
-        stored[seq] = None
-        if len(stored) > 10_000:
-            stored.pop(next(iter(stored)))
-        try:
-            recorder.record(decision, views)
-            counts["stored"] += 1
-        except Exception:  # storage trouble must not stop the line; the writer keeps going
-            counts["errors"] += 1
-            metrics.BAD.labels("writer", "storage error").inc()
-            log.exception("ALARM: container %d could not be stored", seq)
+        views = self.images.pop(seq, {})
+        self.arrived.pop(seq, None)
+        self.stored[seq] = None
+        if len(self.stored) > 10_000:
+            self.stored.pop(next(iter(self.stored)))
+        self._guard(f"storing container {seq}", self.recorder.record, decision, views)
 
-    ctx.state = "ready"
-    last_input = time.monotonic()
-    while ctx.running or pending or time.monotonic() - last_input < IDLE_EXIT_S:
-        events = dict(poller.poll(50))
-        if images_in in events:
-            for parts in codec.waiting(images_in, copy=False):
+    def on_image(self, parts: list) -> None:
+        msg = codec.unpack(parts, ("image",), time.monotonic_ns())
+        pixels = codec.image_from_parts(msg, parts)
+        seq = msg["seq"]
+        if seq in self.stored:  # a late view of a container already decided
+            return
+        self.images.setdefault(seq, {})[msg["view"]] = pixels
+        self.arrived.setdefault(seq, time.monotonic())
+        self.counts["images"] += 1
+
+    def on_message(self, parts: list) -> None:
+        msg = codec.unpack(parts, ("decision", "alarm"), time.monotonic_ns())
+        if msg["kind"] == "alarm":
+            self.counts["alarms"] += 1
+            self._guard("storing an alarm", self.recorder.event, msg["alarm"], msg["seq"], msg["detail"])
+            return
+        key = (msg["seq"], msg["t_gate_ns"])
+        if key not in self.pending:  # a re-sent decision already waiting here: once is enough
+            self.pending[key] = (time.monotonic() + IMAGE_WAIT_S, msg)
+
+    def _drain(self, sock: zmq.Socket, handler, copy: bool) -> bool:
+        got = False
+        for parts in codec.waiting(sock, copy=copy):
+            got = True
+            try:
+                handler(parts)
+            except codec.BadMessage as exc:
+                self.counts["bad"] += 1
+                self.metrics.BAD.labels("writer", exc.reason).inc()
+                log.warning("bad message for the storage writer (%s); ignored", exc)
+        return got
+
+    # -- loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        ctx = self.ctx
+        self.open_recorder()
+        if self.recorder is None:
+            return
+        self.acks.send([codec.pack("sync", stage="writer", pid=os.getpid())])  # re-send what I may have lost
+        ctx.state = "ready"
+        last_input = time.monotonic()
+        while ctx.running or self.pending or time.monotonic() - last_input < IDLE_EXIT_S:
+            events = dict(self.poller.poll(50))
+            if self.images_in in events and self._drain(self.images_in, self.on_image, copy=False):
                 last_input = time.monotonic()
-                try:
-                    msg = codec.unpack(parts)
-                    codec.require(msg, "seq", "view", "shape")
-                    pixels = codec.image_from_parts(msg, parts)
-                    if int(msg["seq"]) in stored:  # a late view of a container already decided
-                        continue
-                    images.setdefault(int(msg["seq"]), {})[int(msg["view"])] = pixels
-                    arrived.setdefault(int(msg["seq"]), time.monotonic())
-                    counts["images"] += 1
-                except (ValueError, KeyError, TypeError) as exc:
-                    counts["bad"] += 1
-                    metrics.BAD.labels("writer", "malformed").inc()
-                    log.warning("bad image message (%s); ignored", exc)
-        if decisions in events:
-            for parts in codec.waiting(decisions):
+            if self.decisions in events and self._drain(self.decisions, self.on_message, copy=True):
                 last_input = time.monotonic()
-                try:
-                    msg = codec.unpack(parts)
-                    if msg["kind"] != "decision":
-                        raise ValueError(f"unexpected {msg['kind']} message")
-                    codec.require(msg, "seq", "views", "decision", "t_gate_utc")
-                    pending.append((time.monotonic() + IMAGE_WAIT_S, msg))
-                except (ValueError, KeyError, TypeError) as exc:
-                    counts["bad"] += 1
-                    metrics.BAD.labels("writer", "malformed").inc()
-                    log.warning("bad decision message (%s); ignored", exc)
-        now = time.monotonic()
-        still = []
-        for limit, decision in pending:
-            if config.storage.keep_images == "none" or ready(decision) or now >= limit or not ctx.running:
-                store(decision)
-            else:
-                still.append((limit, decision))
-        pending = still
-        for seq in [s for s, t in arrived.items() if now - t > keep_for_s]:
-            images.pop(seq, None)
-            arrived.pop(seq)
-            counts["images_expired"] += 1
-            log.warning("images of container %d had no decision in time; released", seq)
-        recorder.idle()
-        metrics.DEPTH.labels("writer").set(len(pending))
-        ctx.beat(pending=len(pending), **counts)
-    recorder.close()
-    ctx.beat(force=True, pending=0, **counts)
-    decisions.close(linger=0)
-    images_in.close(linger=0)
+            now = time.monotonic()
+            for key, (limit, decision) in list(self.pending.items()):
+                if (self.config.storage.keep_images == "none" or self._ready(decision) or now >= limit
+                        or not ctx.running):
+                    del self.pending[key]
+                    self.store(key, decision)
+            for seq in [s for s, t in self.arrived.items() if now - t > self.keep_for_s]:
+                self.images.pop(seq, None)
+                self.arrived.pop(seq)
+                self.counts["images_expired"] += 1
+                log.warning("images of container %d had no decision in time; released", seq)
+            self._guard("writing to the database", self.recorder.idle)
+            self.acknowledge()
+            self.acks.flush()
+            self.metrics.DEPTH.labels("writer").set(len(self.pending))
+            ctx.beat(pending=len(self.pending), low_disk=self._low_disk, **self.counts)
+        self._guard("the last write", self.recorder.close)
+        self.acknowledge()
+        end = time.monotonic() + 2
+        while self.acks.waiting and time.monotonic() < end:
+            self.acks.flush()
+            time.sleep(0.01)
+        ctx.beat(force=True, pending=0, **self.counts)
+        self.decisions.close(linger=0)
+        self.images_in.close(linger=0)
+        self.acks.sock.close(linger=2000)
+
+
+def run(ctx) -> None:
+    WriterStage(ctx).run()

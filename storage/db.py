@@ -74,7 +74,8 @@ class Container(Base):
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     views: Mapped[list["View"]] = relationship(
         back_populates="container", cascade="all, delete-orphan", passive_deletes=True, order_by="View.view")
-    __table_args__ = (Index("ix_containers_line_seq", "line_id", "seq"),)
+    # One row per container whatever the retries (revision 0004); also serves lookups by (line_id, seq).
+    __table_args__ = (Index("ux_containers_line_seq_t_gate", "line_id", "seq", "t_gate", unique=True),)
 
 
 class View(Base):
@@ -139,6 +140,17 @@ class Event(Base):
     container_seq: Mapped[int | None] = mapped_column(BigInteger)
     count: Mapped[int] = mapped_column(Integer, default=1)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class User(Base):
+    """A person who signs in to the operator station (`edge users add`); revision 0003."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(RowId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # operator | engineer
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, never the password
+    created: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 @dataclass

@@ -51,15 +51,27 @@ class ImageStore:
 
     def write(self, relative: str, image: np.ndarray) -> int:
         """Encode and store atomically; return the bytes on disk."""
-        data = encode(image, Path(relative).suffix, self.config.jpeg_quality)
+        return self.put(relative, self.encode(relative, image))
+
+    def encode(self, relative: str, image: np.ndarray) -> bytes:
+        """The file's bytes, in the format its name says."""
+        return encode(image, Path(relative).suffix, self.config.jpeg_quality)
+
+    def put(self, relative: str, data: bytes) -> int:
+        """Store encoded bytes atomically; return their size. A failed write (a full disk)
+        removes its temporary file at once: on a full disk every byte counts."""
         path = self.data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(TMP_PREFIX + path.name)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return len(data)
 
     def delete(self, relative: str) -> None:

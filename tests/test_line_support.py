@@ -3,19 +3,23 @@ a reader on the relay's pseudo-terminal, and database queries."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
+import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 IMGSZ = 320
 ON = bytes.fromhex("A00101A2")
+TOLERANCE_NS = 10_000_000  # a pulse within 10 ms of its due time, seen from the reader side
 
 
 def free_port() -> int:
@@ -78,37 +82,52 @@ try:  # stamp arrivals as promptly as the relay sends them, whatever the machine
     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
 except OSError:
     pass
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+def device():  # a restarted relay opens a new pseudo-terminal and writes its name here
+    try:
+        return open(sys.argv[1]).read().strip()
+    except OSError:
+        return ""
+name = device()
+fd = os.open(name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
 on, data, stamps = bytes.fromhex(sys.argv[2]), b"", []
 report = lambda *_: (print(" ".join(map(str, stamps)), flush=True), os._exit(0))
 signal.signal(signal.SIGTERM, report)
 print("ready", flush=True)
 end = time.monotonic() + 900
 while time.monotonic() < end:
-    if select.select([fd], [], [], 0.5)[0]:
+    if select.select([fd], [], [], 0.05)[0]:
         t = time.monotonic_ns()
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:
             continue
-        except OSError:  # the relay closed its side: nothing more will come
+        except OSError:  # the relay closed its side: nothing more will come from this one
             chunk = b""
-        if not chunk:
-            time.sleep(0.1)  # never spin at real-time priority; wait for SIGTERM
+        if chunk:
+            before = data.count(on)
+            data += chunk
+            stamps += [t] * (data.count(on) - before)
             continue
-        before = data.count(on)
-        data += chunk
-        stamps += [t] * (data.count(on) - before)
+        time.sleep(0.005)  # the relay's side is closed: never spin at real-time priority
+    latest = device()
+    if latest and latest != name:
+        try:
+            new = os.open(latest, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        os.close(fd)
+        fd, name, data = new, latest, b""
 report()
 """
 
 
 class PtyReader:
     """Reads the relay's pseudo-terminal in its own process (no GIL shared with the test) and
-    stamps each relay-on command with the monotonic clock, which all processes share."""
+    stamps each relay-on command with the monotonic clock, which all processes share.
+    `name_file` is <data_dir>/run/relay.pty: a restarted relay's new terminal is followed."""
 
-    def __init__(self, name: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", READER, name, ON.hex()],
+    def __init__(self, name_file: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", READER, str(name_file), ON.hex()],
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         self.on_times: list[int] = []
@@ -132,3 +151,66 @@ def wait_for(predicate, timeout: float, what: str):
 def db_rows(data_dir: Path, sql: str) -> list[tuple]:
     with sqlite3.connect(data_dir / "edge.db") as db:
         return db.execute(sql).fetchall()
+
+
+def start(tmp_path: Path, model: Path, *args: str, env: dict | None = None, travel_ms: float = 1500,
+          speed_cpm: float = 60, **overrides):
+    """Start `edge run`; the pty reader is listening before the station takes its first container."""
+    config = line_config(tmp_path, model / "tiny-1", travel_ms=travel_ms, speed_cpm=speed_cpm, **overrides)
+    data = Path(yaml.safe_load(config.read_text())["storage"]["data_dir"])
+    log = open(tmp_path / "edge.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config), *args],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, **(env or {})})
+    pty = data / "run" / "relay.pty"
+    wait_for(lambda: pty.exists() or proc.poll() is not None, 180, "the relay to open")
+    assert proc.poll() is None, (tmp_path / "edge.log").read_text()[-3000:]
+    reader = PtyReader(pty)
+    wait_for(lambda: "station" in stages(data) or proc.poll() is not None, 180, "the line to start")
+    assert proc.poll() is None, (tmp_path / "edge.log").read_text()[-3000:]
+    return proc, data, config, reader
+
+
+def finish(proc: subprocess.Popen, tmp_path: Path, timeout: float) -> int:
+    """The exit code, or a failure that shows the end of the line's log."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("edge run did not finish:\n" + (tmp_path / "edge.log").read_text()[-4000:])
+
+
+def stages(data: Path) -> dict:
+    try:
+        return json.loads((data / "run" / "stages.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def journal(data: Path, kind: str = "pulse") -> list[dict]:
+    path = data / "relay" / "outputs.jsonl"
+    if not path.exists():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
+
+
+def check_one_decision_each(data: Path) -> list[tuple]:
+    rows = db_rows(data, "SELECT seq, decision, reason, n_views FROM containers ORDER BY seq")
+    seqs = [r[0] for r in rows]
+    assert len(seqs) == len(set(seqs)), "a container decided twice"
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a container is missing"
+    views = db_rows(data, "SELECT c.seq, count(v.id) FROM containers c JOIN views v ON v.container_id = c.id "
+                          "GROUP BY c.seq")
+    assert all(n == 6 for _, n in views) and len(views) == len(rows), "every frame has one outcome"
+    return rows
+
+
+def check_pulses(data: Path, reader: PtyReader, rows: list[tuple], undecided: tuple[int, ...] = ()) -> None:
+    """One pulse per reject, each on time; `undecided` containers were armed, never decided."""
+    rejects = sorted([seq for seq, decision, *_ in rows if decision == "reject"] + list(undecided))
+    pulses = journal(data)
+    assert sorted(p["seq"] for p in pulses if p["failsafe"]) == sorted(undecided)
+    assert sorted(p["seq"] for p in pulses) == rejects, "one pulse per reject, none for passes"
+    assert len(reader.on_times) == len(rejects)
+    due = sorted(p["due_ns"] for p in pulses)
+    errors = [seen - d for seen, d in zip(sorted(reader.on_times), due)]
+    assert all(-TOLERANCE_NS < e < TOLERANCE_NS for e in errors), sorted(errors)[-3:]

@@ -1,0 +1,129 @@
+"""The journals that make the line survive kill -9, tested without sockets: what a killed
+decision stage or reject controller left behind is exactly what its successor restores."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.journal import COMPACT_EVERY, DecisionJournal, GateLog, LineJournal, PulseJournal
+from pipeline.pulses import ALARMED, ARM, FIRED, PASS, REJECT, PulseSchedule
+
+MS = 1_000_000
+S = 1_000 * MS
+GATE = 1_000 * S
+
+
+def decision(seq: int, verdict: str = "reject", due: int = GATE + 8 * S, reason: str = "defect") -> dict:
+    return {"seq": seq, "t_gate_ns": GATE + seq, "due_ns": due + seq, "decision": verdict, "reason": reason}
+
+
+def test_decision_journal_restores_open_unacked_recent_and_totals(tmp_path):
+    path = tmp_path / "decision.journal"
+    journal = DecisionJournal(path, keep_recent_ns=60 * S)
+    assert journal.lost == [] and journal.unacked() == [] and journal.same_boot
+    for seq in (1, 2, 3, 4):
+        journal.opened((seq, GATE + seq))
+    journal.decided(decision(1))
+    journal.decided(decision(2, "pass", reason="ok"))
+    journal.ack((1, GATE + 1))
+    assert not journal.ack((1, GATE + 1)) and not journal.ack((9, 9))  # once, and only what is owed
+    journal.compact(GATE + 9 * S, {"decided": 10, "passes": 7, "rejects": {"defect": 3}})
+    journal.decided(decision(3))
+    # kill -9 here: a torn last line, as a crash mid-write leaves it
+    with open(path, "a") as f:
+        f.write("decided 4 123 {\"seq\":")
+    again = DecisionJournal(path, keep_recent_ns=60 * S)
+    assert again.lost == [(4, GATE + 4)]  # open at the crash: the stage rejects it
+    assert [d["seq"] for d in again.unacked()] == [2, 3]  # the writer never confirmed them
+    assert [d["seq"] for d in again.recent(GATE + 9 * S)] == [1, 2, 3]
+    assert again.recent(GATE + 80 * S) == []  # ejector times long past: nothing to tell a relay
+    assert again.totals == {"decided": 10, "passes": 7, "rejects": {"defect": 3}}
+    assert [d["seq"] for d in again.since_totals] == [3]  # decided after the totals were written
+
+
+def test_decision_journal_forgets_acknowledged_old_decisions_and_keeps_unacked(tmp_path):
+    journal = DecisionJournal(tmp_path / "j", keep_recent_ns=60 * S)
+    for seq in range(5):
+        journal.decided(decision(seq))
+    for seq in range(3):
+        journal.ack((seq, GATE + seq))
+    journal.compact(GATE + 200 * S)
+    assert sorted(k[0] for k in journal.decisions) == [3, 4]  # unacked stay however old
+    assert sorted(d["seq"] for d in DecisionJournal(tmp_path / "j", 60 * S).unacked()) == [3, 4]
+
+
+def test_a_journal_from_another_boot_never_schedules_by_its_old_clock(tmp_path):
+    path = tmp_path / "j"
+    journal = DecisionJournal(path, keep_recent_ns=60 * S)
+    journal.opened((7, GATE + 7))
+    journal.decided(decision(5))
+    journal.file.close()
+    text = path.read_text().splitlines()
+    path.write_text("\n".join(["boot another-boot"] + text[1:]) + "\n")
+    again = DecisionJournal(path, keep_recent_ns=60 * S)
+    assert not again.same_boot
+    assert again.recent(GATE) == []  # nothing goes to the reject controller
+    assert [(d["seq"], d["t_gate_ns"], d["due_ns"]) for d in again.unacked()] == [(5, 0, 0)]  # the writer still gets it
+    assert again.lost == [(7, 0)]
+
+
+def test_journal_on_a_full_disk_degrades_to_memory_and_recovers(tmp_path):
+    journal = LineJournal(tmp_path / "j")
+    journal.rewrite(["a"])
+    journal._file.close()
+    journal._file = open("/dev/full", "w")  # every write: ENOSPC
+    journal.append("b")
+    assert journal.degraded  # no exception: the stage goes on
+    journal.rewrite(["a", "b"])
+    assert not journal.degraded and LineJournal.peek(tmp_path / "j")[0] == ["a", "b"]
+
+
+def test_pulse_schedule_restores_what_a_killed_controller_had():
+    lead = 30 * MS
+    now = GATE + 5 * S
+    key = lambda seq: (seq, GATE + seq)  # noqa: E731
+    events = [
+        (ARM, key(1), now + 1 * S, False),                      # armed, undecided, ahead: fail-safe pulse
+        (ARM, key(2), now + 2 * S, False), (PASS, key(2), now + 2 * S, False),    # passed: nothing
+        (ARM, key(3), now + 3 * S, False), (REJECT, key(3), now + 3 * S, False),  # reject ahead: pulse
+        (REJECT, key(4), now - 1 * S, False),                   # reject whose ejector time passed: alarm
+        (REJECT, key(5), now - 2 * S, False), (FIRED, key(5), now - 2 * S, False),  # fired: done
+        (ARM, key(6), now - 1 * S, False),                      # armed, ejector passed: overdue
+        (REJECT, key(7), now - 3 * S, False), (ALARMED, key(7), now - 3 * S, False),  # alarmed before
+        (ARM, key(8), now - 4 * S, False), (FIRED, key(8), now - 4 * S, True),    # fail-safe fired
+    ]
+    restored = PulseSchedule.restore(lead, events, now)
+    schedule = restored.schedule
+    assert [(p.key[0], p.failsafe) for p in (schedule.pop(), schedule.pop())] == [(1, True), (3, False)]
+    assert len(schedule) == 0
+    assert restored.missed == [(key(4), now - 1 * S)]
+    assert restored.overdue == {key(6): now - 1 * S}
+    assert restored.seen == {key(2), key(3), key(4), key(5), key(7)}
+    assert schedule.decide(key(8), "pass", now - 4 * S, now) == "overruled"  # it was ejected
+    assert schedule.decide(key(6), "reject", now - 1 * S, now) == "missed"  # an overdue reject: alarm
+
+
+def test_pulse_journal_round_trip_and_compaction(tmp_path):
+    path = tmp_path / "state.journal"
+    journal = PulseJournal(path, keep_ns=10 * S)
+    journal.add(ARM, (1, GATE), GATE + 8 * S)
+    journal.add(FIRED, (1, GATE), GATE + 8 * S, failsafe=True)
+    journal.add(REJECT, (2, GATE + 1), GATE + 9 * S)
+    assert PulseJournal(path, keep_ns=10 * S).events == [
+        (ARM, (1, GATE), GATE + 8 * S, False), (FIRED, (1, GATE), GATE + 8 * S, True),
+        (REJECT, (2, GATE + 1), GATE + 9 * S, False)]
+    journal = PulseJournal(path, keep_ns=10 * S)
+    journal.file._lines = COMPACT_EVERY
+    journal.compact_if_due(GATE + 18_500 * MS)  # 1's ejector time is 10.5 s past, 2's 9.5 s
+    assert [e[1][0] for e in PulseJournal(path, keep_ns=10 * S).events] == [2]
+
+
+def test_gate_log_keeps_the_recent_gates_for_a_restarted_decision_stage(tmp_path):
+    path = tmp_path / "gates.log"
+    log = GateLog(path)
+    for seq in range(3 * GateLog.KEEP):
+        log.add(seq, GATE + seq)
+    gates = GateLog.read(path)
+    assert gates[-1] == (3 * GateLog.KEEP - 1, GATE + 3 * GateLog.KEEP - 1)
+    assert GateLog.KEEP <= len(gates) < 2 * GateLog.KEEP
+    assert json.dumps(gates[:1])
