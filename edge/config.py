@@ -4,21 +4,25 @@ Each package owns the schema of its own section (camera/config.py, engines/confi
 pipeline/config.py, storage/config.py); this module composes them, checks what spans
 sections (six distinct views, banks), resolves relative paths against the file's folder,
 and turns validation errors into one line per problem that names the key, the value,
-what is allowed and the line of the file.
+what is allowed and the line of the file. A key written twice in one mapping is refused
+with both lines: YAML would silently keep the second (a stray `late_result: pass` below
+the fail-safe one would turn the line fail-open).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from camera.config import CameraConfig, GateConfig, Section
 from engines.config import EngineConfig
 from pipeline.config import PipelineConfig, RejectConfig
 from storage.config import StorageConfig
+from edge.ui.config import UiConfig
 
 DEFAULT_PATH = Path("config.yaml")
 
@@ -50,7 +54,51 @@ class LineConfig(Section):
 
 
 class MetricsConfig(Section):
-    address: str = Field(default="127.0.0.1:9108", description="Prometheus endpoint host:port.")
+    address: str = Field(default="127.0.0.1:9108",
+                         description="Prometheus endpoint host:port (port 1-65535, or 0 for any free one).")
+    allow_remote: bool = Field(
+        default=False, description="Listen on an address other machines reach: metrics have no authentication.")
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, address: str) -> str:
+        host, port = split_address(address)
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected host:port with a port from 1 to 65535, e.g. 127.0.0.1:9108")
+        if not host:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:9108 (a host is needed)")
+        return address
+
+    @model_validator(mode="after")
+    def _remote_needs_opt_in(self) -> "MetricsConfig":
+        if not self.loopback and not self.allow_remote:
+            raise ValueError(f"address {self.address}: other machines could read the line's metrics without "
+                             "authentication; use 127.0.0.1:PORT, or set metrics.allow_remote: true")
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this PC can reach the endpoint."""
+        host = split_address(self.address)[0].strip("[]")
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
+
+    def exposure(self) -> str | None:
+        """The warning to log at every start when the endpoint is open to the network."""
+        if self.loopback:
+            return None
+        return (f"metrics.address {self.address} is reachable from other machines and has no authentication "
+                "(metrics.allow_remote: true)")
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """'host:port' -> (host, port); an IPv6 host is written in brackets, [::1]:9108."""
+    host, _, port = address.rpartition(":")
+    return host, port
 
 
 class AppConfig(Section):
@@ -62,6 +110,7 @@ class AppConfig(Section):
     storage: StorageConfig = StorageConfig()
     reject: RejectConfig
     metrics: MetricsConfig = MetricsConfig()
+    ui: UiConfig = UiConfig()
 
     @model_validator(mode="after")
     def _six_distinct_views(self) -> "AppConfig":
@@ -89,18 +138,43 @@ class AppConfig(Section):
         return self.storage.database.replace("{data_dir}", str(self.storage.data_dir))
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping names the same key twice; the message gives the key and both lines."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *defaults' merges are meant to be overridden
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in first:
+                raise DuplicateKey(f"{line}: {key}: duplicate key (first at line {first[key]}); "
+                                   "YAML would keep only the second value: remove one")
+            first[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, UniqueKeyLoader.construct_mapping)
+
+
 def load_config(path: str | Path = DEFAULT_PATH) -> AppConfig:
     """Read and validate a config file; raise ConfigError naming every problem."""
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}); "
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({getattr(exc, 'strerror', None) or exc}); "
                           "pass --config PATH or create config.yaml") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKey as exc:
+        raise ConfigError(f"{path}:{exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (line, cameras, gate, ...)")
     return parse_config(raw, path, text)
@@ -126,8 +200,12 @@ def _explain(err: dict[str, Any], path: Path, text: str | None) -> str:
     if err["type"] == "missing":
         return f"{where}: {key}: missing; add it"
     value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" = {value!r}"
+    shown = "" if isinstance(value, (dict, list)) or key in _SECRET_KEYS else f" = {value!r}"
     return f"{where}: {key}{shown}: {msg}"
+
+
+# Keys whose value is never repeated in a message: a database URL may hold a password.
+_SECRET_KEYS = {"storage.database"}
 
 
 # pydantic puts the union member's tag into the error location (cameras.3.pylon.serial).

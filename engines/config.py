@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from camera.config import Section
 
 
+def _score(value: float) -> float:
+    if not 0 < value <= 1:  # NaN fails this too
+        raise ValueError("a score threshold lies in (0, 1]: above 1 that class would never be rejected, "
+                         "0 or below would reject every container")
+    return value
+
+
+Score = Annotated[float, AfterValidator(_score)]
+
+
 class EngineConfig(Section):
-    runtime: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
+    runtime: Literal["onnxruntime", "onnxruntime-gpu", "tensorrt", "torch"] = Field(
+        default="onnxruntime",
+        description="onnxruntime (CPU), onnxruntime-gpu (its CUDA / TensorRT providers, needs "
+                    "glass-edge[gpu-ort]), tensorrt (glass-edge[gpu]), torch (development).")
     model: str = Field(
         default="active",
         description="'active' (the registry's active version), a version name, or a model folder.")
@@ -19,6 +32,6 @@ class EngineConfig(Section):
     precision: Literal["fp32", "fp16", "int8"] = "fp16"
     iou: float = Field(default=0.7, gt=0, le=1)
     max_det: int = Field(default=300, ge=1, description="Detections kept per view at most.")
-    default_threshold: float = Field(default=0.5, gt=0, le=1)
-    thresholds: dict[str, float] = Field(
-        default_factory=dict, description="Per-class score threshold; others use default_threshold.")
+    default_threshold: Score = 0.5
+    thresholds: dict[str, Score] = Field(
+        default_factory=dict, description="Per-class score threshold in (0, 1]; others use default_threshold.")

@@ -6,6 +6,8 @@ the ops whose output shape depends on the data (NonZero, ScatterND, ...). A new
 vocabulary only needs new text embeddings (`engines.rtvp.text.TextEncoder`) and a
 re-export, seconds, no training. The vocabulary, model version and input size are
 recorded in the file's metadata; runtimes refuse a file built for another vocabulary.
+Every exported file gets its sha256 beside it (`<file>.sha256`): metadata can be copied
+onto an edited graph, the digest cannot, so a cached graph that differs is exported again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engines.errors import EngineError
-from engines.package import ModelPackage
+from engines.package import ModelPackage, record_digest
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ def export_onnx(package: ModelPackage, out: Path, *, vocabulary: Sequence[str] |
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(tmp))
         tmp.replace(out)
+        record_digest(out)
     except EngineError:
         raise
     except Exception as exc:  # exporter and checker raise many types; name the model and cause

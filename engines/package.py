@@ -7,15 +7,23 @@
       weights.pt      a plain state dict (loaded with torch.load(weights_only=True))
       text.npy        the vocabulary's text embeddings, K x D float32, L2-normalised
       model.onnx      the deploy graph, once exported (optional)
+      registered.json the registry's digest of the manifest (only in a registry)
 
-A file whose hash differs from the manifest is refused: a corrupt or tampered model
-must never run on a line.
+A corrupt or tampered model must never run on a line, so a package is refused when:
+its manifest does not list weights.pt and text.npy (nothing would be checked), a listed
+file's hash differs, a threshold lies outside (0, 1], or, once registered, the manifest
+differs from the digest the registry recorded (a threshold edited by hand). The manifest
+pins every file's sha256, so that one digest covers the files too. Files made later from
+the package (exported graphs, TensorRT engines) carry a digest of their own beside them,
+`<file>.sha256`, and are rebuilt when the file no longer matches it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -30,6 +38,11 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
 TEXT = "text.npy"
 ONNX = "model.onnx"
+REGISTERED = "registered.json"
+REQUIRED_FILES = (WEIGHTS, TEXT)  # what loading reads: never unchecked
+# A version names a folder: letters, digits, '.', '_', '-', '+'; no '/', no leading dot.
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def sha256(path: Path) -> str:
@@ -38,6 +51,43 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class ModelModified(EngineError):
+    """A package differs from what was hashed or registered; `what` says what differs."""
+
+    def __init__(self, version: str, what: str) -> None:
+        super().__init__(f"model {version}: modified ({what}); refusing to load it: restore it, or "
+                         "register the changed package under a new version")
+        self.what = what
+
+
+def check_version_name(version: object) -> str:
+    """`version` if it can name a registry folder, else EngineError (no '/', '..' or odd characters)."""
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise EngineError(f"model version {str(version)[:80]!r}: not a usable name; use letters, digits, "
+                          "'.', '_', '-' and '+' only, starting with a letter or digit (at most 128)")
+    return version
+
+
+def record_digest(path: Path) -> None:
+    """Write `<file>.sha256` (sha256sum's format) beside a file made from a package."""
+    path.with_name(path.name + ".sha256").write_text(f"{sha256(path)}  {path.name}\n")
+
+
+def digest_differs(path: Path) -> str | None:
+    """None when `path` matches its recorded `<file>.sha256`; otherwise why not, for a log line."""
+    try:
+        recorded = path.with_name(path.name + ".sha256").read_text().split()[0]
+    except (OSError, IndexError):
+        return "no recorded digest beside it"
+    return None if sha256(path) == recorded else "differs from its recorded sha256"
+
+
+def _manifest_digests(manifest: dict[str, Any]) -> dict[str, str]:
+    """sha256 of each top-level manifest key's value (canonical JSON), so a change can be named."""
+    return {key: hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+            for key, value in manifest.items()}
 
 
 class ModelPackage:
@@ -61,33 +111,60 @@ class ModelPackage:
     def thresholds(self) -> dict[str, float]:
         return dict(self.manifest.get("thresholds") or {})
 
+    @property
+    def registered(self) -> bool:
+        """Whether a registry recorded this package's digest (it lies in a registry)."""
+        return (self.path / REGISTERED).is_file()
+
     @classmethod
-    def load(cls, path: str | Path, verify: bool = True) -> "ModelPackage":
+    def load(cls, path: str | Path, verify: bool = True, registered: bool = False) -> "ModelPackage":
+        """Read and check the manifest; `verify` also hashes the files (and the registry digest,
+        which `registered` requires to be there)."""
         path = Path(path)
         try:
             manifest = json.loads((path / MANIFEST).read_text())
         except FileNotFoundError:
             raise EngineError(f"{path}: not a model package (no {MANIFEST})") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EngineError(f"{path / MANIFEST}: unreadable manifest ({exc})") from None
-        for key in ("version", "arch", "vocabulary", "files"):
-            if key not in manifest:
-                raise EngineError(f"{path / MANIFEST}: missing '{key}'")
+        _check_manifest(path / MANIFEST, manifest)
         package = cls(path, manifest)
         if verify:
-            package.verify()
+            package.verify(registered)
         return package
 
-    def verify(self) -> None:
-        """Refuse a package whose files are missing or differ from the manifest's hashes."""
+    def verify(self, registered: bool = False) -> None:
+        """Refuse a package whose files are missing or differ from the manifest's hashes, or
+        whose manifest differs from its registry digest (required when `registered`)."""
         for name, expected in self.manifest["files"].items():
             file = self.path / name
             if not file.is_file():
                 raise EngineError(f"{file}: listed in the manifest but missing; re-export or "
                                   "re-register the model")
             if sha256(file) != expected:
-                raise EngineError(f"{file}: sha256 differs from the manifest (corrupt or "
-                                  "tampered); refusing to load it")
+                raise ModelModified(self.version, f"{name}: sha256 differs from the manifest, corrupt or tampered")
+        if registered or self.registered:
+            self._check_registered()
+
+    def seal(self) -> None:
+        """Record the digest of the manifest as it is now (the registry does, at registration)."""
+        tmp = self.path / f".{REGISTERED}.tmp"
+        tmp.write_text(json.dumps({"keys": _manifest_digests(self.manifest)}, indent=2))
+        tmp.replace(self.path / REGISTERED)
+
+    def _check_registered(self) -> None:
+        try:
+            recorded = json.loads((self.path / REGISTERED).read_text())["keys"]
+            if not isinstance(recorded, dict):
+                raise TypeError("'keys' is not an object")
+        except FileNotFoundError:
+            raise ModelModified(self.version, f"no registration digest ({REGISTERED} is missing)") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelModified(self.version, f"{REGISTERED} is unreadable ({exc})") from None
+        current = _manifest_digests(self.manifest)
+        changed = sorted(key for key in set(recorded) | set(current) if recorded.get(key) != current.get(key))
+        if changed:
+            raise ModelModified(self.version, f"manifest {', '.join(changed)} differ from registration")
 
     @classmethod
     def create(cls, path: str | Path, *, version: str, state_dict: dict, arch: dict[str, Any],
@@ -96,6 +173,7 @@ class ModelPackage:
         import torch
 
         path = Path(path)
+        check_version_name(version)
         if path.exists():
             raise EngineError(f"{path}: already exists; choose another version name")
         if len(vocabulary) != len(embeddings):
@@ -113,6 +191,7 @@ class ModelPackage:
                 **info,
                 "files": {name: sha256(tmp / name) for name in (WEIGHTS, TEXT)},
             }
+            _check_manifest(path / MANIFEST, manifest)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             tmp.rename(path)
         except BaseException:
@@ -129,7 +208,16 @@ class ModelPackage:
             raise EngineError(f"{self.path / WEIGHTS}: cannot load weights ({exc})") from None
 
     def embeddings(self) -> np.ndarray:
-        return np.load(self.path / TEXT)
+        """K x D float text embeddings; a pickled or object array is refused, never unpickled."""
+        file = self.path / TEXT
+        try:
+            embeddings = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise EngineError(f"{file}: not a plain numeric array ({exc}); re-create the package") from None
+        if embeddings.dtype.kind != "f" or embeddings.shape[:1] != (len(self.vocabulary),) or embeddings.ndim != 2:
+            raise EngineError(f"{file}: expected {len(self.vocabulary)} x D float embeddings, got "
+                              f"{embeddings.dtype} {embeddings.shape}; re-create the package")
+        return embeddings
 
     def add_file(self, name: str, src: Path) -> Path:
         """Move `src` into the package as `name` and record its hash (e.g. model.onnx)."""
@@ -139,8 +227,52 @@ class ModelPackage:
         return dst
 
     def update(self, **fields: Any) -> None:
-        """Change manifest fields (metrics, thresholds, ...), written atomically."""
-        self.manifest.update(fields)
+        """Change manifest fields (metrics, thresholds, ...), written atomically.
+
+        A registered package is sealed again: this is the tools' way to change it
+        (`edge eval --calibrate`, `--record`), unlike an edit by hand.
+        """
+        manifest = {**self.manifest, **fields}
+        _check_manifest(self.path / MANIFEST, manifest)
+        self.manifest = manifest
         tmp = self.path / f".{MANIFEST}.tmp"
         tmp.write_text(json.dumps(self.manifest, indent=2))
         tmp.replace(self.path / MANIFEST)
+        if self.registered:
+            self.seal()
+
+
+def _check_manifest(where: Path, manifest: Any) -> None:
+    """EngineError naming the first manifest field a line could not trust."""
+    if not isinstance(manifest, dict):
+        raise EngineError(f"{where}: not a JSON object")
+    for key in ("version", "arch", "vocabulary", "files"):
+        if key not in manifest:
+            raise EngineError(f"{where}: missing '{key}'")
+    try:
+        check_version_name(manifest["version"])
+    except EngineError as exc:
+        raise EngineError(f"{where}: {exc}") from None
+    vocabulary = manifest["vocabulary"]
+    if not isinstance(vocabulary, list) or not all(isinstance(name, str) for name in vocabulary):
+        raise EngineError(f"{where}: 'vocabulary' must be a list of class names")
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise EngineError(f"{where}: 'files' must map file names to sha256")
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        raise EngineError(f"{where}: 'files' does not list {', '.join(missing)}: their sha256 must be "
+                          "recorded, or nothing would be checked; re-create or re-register the package")
+    for name, digest in files.items():
+        if "/" in name or "\\" in name or name in ("", ".", "..") or name.startswith("."):
+            raise EngineError(f"{where}: file {name!r}: a package lists files of its own folder only")
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise EngineError(f"{where}: file {name!r}: {str(digest)[:80]!r} is not a sha256 hex digest")
+    thresholds = manifest.get("thresholds") or {}
+    if not isinstance(thresholds, dict):
+        raise EngineError(f"{where}: 'thresholds' must map class names to scores in (0, 1]")
+    for name, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and 0 < value <= 1):
+            raise EngineError(f"{where}: thresholds.{name} = {value!r}: must be a score in (0, 1] "
+                              "(above 1 no defect of that class is ever rejected)")

@@ -1,16 +1,17 @@
 """Captured batches: a folder of views + manifest.json (+ labels.json), the layout in SEAMS.md.
 
 `export_batch` writes one from the database and the image store (`edge capture export`);
-`read_batch` is what replay, retraining and the camera batch driver read. The reader
-never trusts the folder: a missing or corrupt image, a manifest that does not parse,
-labels with unknown classes or boxes outside the image are each left out and named in
-`Batch.skipped`, and the rest of the batch is still usable.
+`read_batch` is what replay, retraining and the camera batch driver read, so the report
+and the cameras agree on what a batch holds. The reader never trusts the folder: a
+missing or corrupt image, a view named outside the folder (absolute, `..`, a symbolic
+link out of it), a seq or view that is not a whole number, a manifest that does not
+parse, labels with unknown classes or boxes outside the image are each left out and
+named in `Batch.skipped`, and the rest of the batch is still usable.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -26,11 +27,12 @@ from tqdm import tqdm
 
 from storage.db import STORED, Container, Database, View
 from storage.errors import StorageError
+from storage.files import OutsideRoot, inside, read_image
 from storage.labels import LabelledImage, LabelSet, read_coco, write_coco
 from storage.records import parse_utc, utc_now
 
-log = logging.getLogger(__name__)
 FORMAT = "edge-batch/1"
+MAX_SEQ = 2**63 - 1  # the database's BigInteger
 _VIEW_FILE = re.compile(r"^(\d+)_v([0-5])\.(png|jpg|jpeg)$")
 
 
@@ -43,7 +45,7 @@ class BatchView:
 
     def load(self) -> np.ndarray:
         """The view's pixels, BGR uint8."""
-        image = cv2.imread(str(self.file), cv2.IMREAD_COLOR)
+        image = read_image(self.file)
         if image is None:
             raise StorageError(f"{self.file}: missing or not a readable image")
         return image
@@ -164,7 +166,8 @@ def _write_json(path: Path, document: dict) -> None:
 # -- read ----------------------------------------------------------------------------------
 
 def read_batch(path: Path, classes: list[str] | None = None, check_images: bool = True) -> Batch:
-    """Read a batch folder; what cannot be used is named in `skipped`, never raised.
+    """Read a batch folder; what cannot be used is named in `skipped`, never raised nor logged
+    (the caller shows it: `edge replay` echoes it and writes it into its report).
 
     `classes` (the model's vocabulary) drops labels of other classes; `check_images`
     decodes every view so a corrupt file is found here rather than mid-replay.
@@ -175,7 +178,7 @@ def read_batch(path: Path, classes: list[str] | None = None, check_images: bool 
     skipped: list[str] = []
     line = created = None
     try:
-        document = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+        document = json.loads(inside(root, "manifest.json").read_text(encoding="utf-8"))
         if not isinstance(document, dict) or not isinstance(document.get("containers"), list):
             raise ValueError("no 'containers' list")
         if document.get("format") != FORMAT:
@@ -188,14 +191,22 @@ def read_batch(path: Path, classes: list[str] | None = None, check_images: bool 
         entries = _entries_from_files(root)
 
     sizes: dict[str, tuple[int, int]] = {}
-    containers = []
+    containers: list[BatchContainer] = []
+    seen: set[int] = set()
     for i, entry in enumerate(entries):
         try:
-            seq = int(entry["seq"])
-            views_in = list(entry["views"])
+            seq = whole_number(entry["seq"], MAX_SEQ)
+            views_in = entry["views"]
+            if not isinstance(views_in, list):
+                raise TypeError("views is not a list")
         except (KeyError, TypeError, ValueError):
-            skipped.append(f"manifest.json container #{i}: needs an integer 'seq' and a 'views' list; skipped")
+            skipped.append(f"manifest.json container #{i}: needs a whole-number 'seq' (0 to {MAX_SEQ}) "
+                           f"and a 'views' list, got {_shown(entry)}; skipped")
             continue
+        if seq in seen:
+            skipped.append(f"manifest.json container #{i}: seq {seq} appears twice; the second is skipped")
+            continue
+        seen.add(seq)
         container = BatchContainer(seq=seq, t_gate=_parse_time(entry.get("t_gate")),
                                    decision=entry.get("decision"), model_version=entry.get("model_version"))
         for v in views_in:
@@ -207,29 +218,27 @@ def read_batch(path: Path, classes: list[str] | None = None, check_images: bool 
         else:
             skipped.append(f"container {seq}: no usable view; skipped")
     labels = _read_labels(root, classes, sizes, skipped) if (root / "labels.json").exists() else None
-    for line_text in skipped:
-        log.warning("batch %s: %s", root, line_text)
     return Batch(root=root, line=line, created=created, containers=containers, labels=labels, skipped=skipped)
 
 
 def _read_view(root: Path, seq: int, v, check_images: bool, sizes: dict, skipped: list[str]) -> BatchView | None:
     try:
-        view, file = int(v["view"]), str(v["file"])
+        view, file = whole_number(v["view"], 5), v["file"]
+        if not isinstance(file, str):
+            raise TypeError("file is not a string")
     except (KeyError, TypeError, ValueError):
-        skipped.append(f"container {seq}: view entry {v!r} needs 'view' and 'file'; skipped")
+        skipped.append(f"container {seq}: view entry {_shown(v)} needs 'view' (0-5) and 'file'; skipped")
         return None
-    if not 0 <= view <= 5:
-        skipped.append(f"container {seq}: view {view} is not 0-5; skipped")
-        return None
-    full = (root / file).resolve()
-    if root.resolve() not in full.parents:
-        skipped.append(f"container {seq} view {view}: {file} lies outside the batch folder; skipped")
+    try:
+        full = inside(root, file)
+    except OutsideRoot as exc:
+        skipped.append(f"{file} ({exc}; container {seq} view {view} skipped)")
         return None
     if not full.is_file():
         skipped.append(f"container {seq} view {view}: {file} is missing; skipped")
         return None
     if check_images:
-        image = cv2.imread(str(full), cv2.IMREAD_UNCHANGED)
+        image = read_image(full, cv2.IMREAD_UNCHANGED)
         if image is None:
             skipped.append(f"container {seq} view {view}: {file} is corrupt (does not decode); skipped")
             return None
@@ -240,8 +249,8 @@ def _read_view(root: Path, seq: int, v, check_images: bool, sizes: dict, skipped
 
 def _read_labels(root: Path, classes: list[str] | None, sizes: dict, skipped: list[str]) -> LabelSet | None:
     try:
-        labels = read_coco(root / "labels.json")
-    except StorageError as exc:
+        labels = read_coco(inside(root, "labels.json"))
+    except (OutsideRoot, StorageError) as exc:
         skipped.append(f"labels.json: {exc}; the batch is read without labels")
         return None
     skipped.extend(f"labels.json: {line}" for line in labels.skipped)
@@ -262,6 +271,24 @@ def _read_labels(root: Path, classes: list[str] | None, sizes: dict, skipped: li
     if known is not None:
         labels.classes = [c for c in labels.classes if c in known]
     return labels
+
+
+def whole_number(value, highest: int) -> int:
+    """A manifest's seq or view: an int (or its digits as text) from 0 to `highest`, else ValueError.
+
+    int() alone would take 2.7 as 2, true as 1, and raise OverflowError for 1e400.
+    """
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= highest:
+        raise ValueError(f"not a whole number from 0 to {highest}")
+    return value
+
+
+def _shown(value) -> str:
+    """A manifest entry in a skipped line, cut short: a hostile one can be any size."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _entries_from_files(root: Path) -> list[dict]:

@@ -5,7 +5,9 @@ later, from operators. Readers never trust a file: each box or image that cannot
 used (unknown class, outside the image, zero area, duplicate id, missing or corrupt
 image) is left out and named in one human-readable line of `LabelSet.skipped`, so a
 training run can show what it ignored instead of stopping on the first bad line.
-A box partly outside its image is clipped to it and that is reported too.
+A box partly outside its image is clipped to it and that is reported too. Every file a
+label set names is resolved inside the dataset folder (storage/files.py): an absolute
+`file_name`, a `..` or a symbolic link out of the folder is skipped, never read.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 from storage.errors import StorageError
+from storage.files import MAX_PIXELS, OutsideRoot, inside, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # Stems like 000123_v4 (the batch and synth naming) carry the container and the view.
@@ -96,7 +99,7 @@ def _check_image_file(path: Path, width: int, height: int, where: str, skipped: 
     if not path.is_file():
         skipped.append(f"{where}: image file {path} is missing; image skipped")
         return False
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    pixels = read_image(path, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         skipped.append(f"{where}: image file {path} cannot be decoded; image skipped")
         return False
@@ -154,12 +157,21 @@ def _load_json(path: Path) -> dict:
     return document
 
 
+def _coco_list(document: dict, key: str, skipped: list[str]) -> list:
+    """document[key] when it is a list; anything else is named and read as empty."""
+    value = document.get(key) or []
+    if not isinstance(value, list):
+        skipped.append(f"'{key}' is {type(value).__name__}, not a list; ignored")
+        return []
+    return value
+
+
 def _coco_categories(document: dict, skipped: list[str]) -> dict[int, str]:
     names: dict[int, str] = {}
-    for category in document.get("categories") or []:
+    for category in _coco_list(document, "categories", skipped):
         try:
             cid, name = int(category["id"]), str(category["name"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             skipped.append(f"category {category!r}: needs an integer id and a name; skipped")
             continue
         if cid in names:
@@ -187,31 +199,37 @@ def read_coco(path: Path, check_images: bool = False) -> LabelSet:
         try:
             image_id, file = int(entry["id"]), str(entry["file_name"])
             width, height = int(entry["width"]), int(entry["height"])
-        except (KeyError, TypeError, ValueError):
-            skipped.append(f"image {entry!r}: needs id, file_name, width and height; skipped")
+            seq, view = (None if entry.get(key) is None else int(entry[key]) for key in ("container_seq", "view"))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            skipped.append(f"image {entry!r}: needs id, file_name, width and height (and integer "
+                           "container_seq and view where given); skipped")
             continue
         where = f"image {image_id} ({file})"
+        try:
+            full = inside(path.parent, file)
+        except OutsideRoot as exc:
+            skipped.append(f"{file} ({exc}; image {image_id} and its boxes skipped)")
+            continue
         if image_id in by_id:
             skipped.append(f"{where}: duplicate image id (first is {by_id[image_id].file}); skipped")
             continue
-        if width <= 0 or height <= 0:
-            skipped.append(f"{where}: size {width}x{height} is not positive; skipped")
+        if not (0 < width and 0 < height and width * height <= MAX_PIXELS):
+            skipped.append(f"{where}: size {width}x{height} is not positive or beyond {MAX_PIXELS} pixels; skipped")
             continue
-        if check_images and not _check_image_file(path.parent / file, width, height, where, skipped):
+        if check_images and not _check_image_file(full, width, height, where, skipped):
             continue
-        seq, view = entry.get("container_seq"), entry.get("view")
         by_id[image_id] = LabelledImage(
             file=file, width=width, height=height, boxes=np.zeros((0, 4), np.float32), classes=[],
-            container_seq=None if seq is None else int(seq), view=None if view is None else int(view))
+            container_seq=seq, view=view)
 
     boxes: dict[int, list] = {image_id: [] for image_id in by_id}
     names: dict[int, list[str]] = {image_id: [] for image_id in by_id}
     seen: set[int] = set()
-    for ann in document.get("annotations") or []:
+    for ann in _coco_list(document, "annotations", skipped):
         try:
             ann_id, image_id, cid = int(ann["id"]), int(ann["image_id"]), int(ann["category_id"])
             x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             skipped.append(f"annotation {ann!r}: needs id, image_id, category_id and a 4-number bbox; skipped")
             continue
         where = f"annotation {ann_id}"
@@ -268,7 +286,10 @@ def write_yolo(root: Path, images: list[LabelledImage], classes: list[str]) -> N
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG header without decoding; other formats are decoded."""
+    """(width, height) from a PNG header without decoding; other formats are decoded.
+
+    None for an unreadable file, and for a header claiming more pixels than OpenCV decodes.
+    """
     try:
         with path.open("rb") as f:
             head = f.read(24)
@@ -276,23 +297,29 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
-        return width, height
-    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return (width, height) if 0 < width * height <= MAX_PIXELS else None
+    pixels = read_image(path, cv2.IMREAD_UNCHANGED)
     return None if pixels is None else (pixels.shape[1], pixels.shape[0])
 
 
-def _yolo_images(root: Path, skipped: list[str]) -> dict[str, Path]:
-    """Image files by stem, from images/ (or the root when there is no images/ folder)."""
-    folder = root / "images" if (root / "images").is_dir() else root
-    found: dict[str, Path] = {}
-    for file in sorted(folder.iterdir()):
-        if file.suffix.lower() not in IMAGE_SUFFIXES:
+def _yolo_files(root: Path, folder: str, suffixes: tuple[str, ...],
+                skipped: list[str]) -> dict[str, tuple[str, Path]]:
+    """stem -> (name relative to root, resolved file) for the files of `folder`, each inside root."""
+    directory = root / folder
+    found: dict[str, tuple[str, Path]] = {}
+    for file in sorted(directory.iterdir()) if directory.is_dir() else []:
+        if file.suffix.lower() not in suffixes:
+            continue
+        name = file.relative_to(root).as_posix()
+        try:
+            full = inside(root, name)
+        except OutsideRoot as exc:
+            skipped.append(f"{name} ({exc}; skipped)")
             continue
         if file.stem in found:
-            skipped.append(f"image {file.relative_to(root)}: duplicate of "
-                           f"{found[file.stem].relative_to(root)} (same stem); skipped")
+            skipped.append(f"{name}: duplicate of {found[file.stem][0]} (same stem); skipped")
             continue
-        found[file.stem] = file
+        found[file.stem] = name, full
     return found
 
 
@@ -325,20 +352,24 @@ def read_yolo(root: Path, check_images: bool = False) -> LabelSet:
     reported. `check_images` also decodes every image to catch corrupt files.
     """
     root = Path(root)
-    classes_file = root / "classes.txt"
+    try:
+        classes_file = inside(root, "classes.txt")
+    except OutsideRoot as exc:
+        raise StorageError(f"{root / 'classes.txt'}: {exc}") from None
     if not classes_file.is_file():
         raise StorageError(f"{classes_file} does not exist: a YOLO dataset needs one class name per line")
-    classes = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        classes = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{classes_file}: not readable as UTF-8 text ({exc})") from None
     skipped: list[str] = []
-    image_files = _yolo_images(root, skipped)
-    label_dir = root / "labels"
-    label_files = {f.stem: f for f in sorted(label_dir.glob("*.txt"))} if label_dir.is_dir() else {}
+    image_files = _yolo_files(root, "images" if (root / "images").is_dir() else ".", IMAGE_SUFFIXES, skipped)
+    label_files = _yolo_files(root, "labels", (".txt",), skipped)
     for stem in sorted(set(label_files) - set(image_files)):
         skipped.append(f"labels/{stem}.txt: no image file {stem}.* beside it; skipped")
 
     images = []
-    for stem, file in image_files.items():
-        rel = file.relative_to(root).as_posix()
+    for stem, (rel, file) in image_files.items():
         size = _image_size(file)
         if size is None:
             skipped.append(f"image {rel}: cannot be read; skipped")
@@ -347,15 +378,18 @@ def read_yolo(root: Path, check_images: bool = False) -> LabelSet:
         if check_images and not _check_image_file(file, width, height, f"image {rel}", skipped):
             continue
         boxes, names = [], []
-        if stem in label_files:
-            for number, line in enumerate(label_files[stem].read_text(encoding="utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                parsed = _parse_yolo_line(line, classes, width, height,
-                                          f"labels/{stem}.txt line {number}", skipped)
-                if parsed is not None:
-                    boxes.append(parsed[0])
-                    names.append(parsed[1])
+        try:
+            lines = label_files[stem][1].read_text(encoding="utf-8").splitlines() if stem in label_files else []
+        except (OSError, UnicodeDecodeError) as exc:
+            skipped.append(f"labels/{stem}.txt: not readable as UTF-8 text ({exc}); its boxes skipped")
+            lines = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            parsed = _parse_yolo_line(line, classes, width, height, f"labels/{stem}.txt line {number}", skipped)
+            if parsed is not None:
+                boxes.append(parsed[0])
+                names.append(parsed[1])
         seq, view = _seq_view(rel)
         images.append(LabelledImage(file=rel, width=width, height=height,
                                     boxes=np.asarray(boxes, np.float32).reshape(-1, 4),

@@ -4,6 +4,9 @@
     <data_dir>/models/ACTIVE       the live version's name (replaced atomically)
     <data_dir>/models/HISTORY.json the versions activated so far, oldest first
 
+Registration records a digest of the manifest in the copied package (registered.json,
+see engines/package.py); every later load checks it, so a package edited by hand (a
+threshold raised to 99) is listed as `modified` and refused, naming what differs.
 Workers poll ACTIVE (mtime and content) to switch models without a restart, so ACTIVE
 only ever names a package that verified when it was activated. `rollback` walks back
 through HISTORY rather than following `parent`, because a rollback must return to what
@@ -21,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engines.errors import EngineError
-from engines.package import MANIFEST, ModelPackage
+from engines.package import MANIFEST, ModelModified, ModelPackage, check_version_name
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -69,8 +72,11 @@ class Registry:
             row = {"version": name, "active": name == active}
             try:
                 package = ModelPackage.load(self.root / name, verify=False)
-                package.verify()
+                package.verify(registered=True)
                 row["status"] = "ok"
+            except ModelModified as exc:
+                row["status"] = f"modified: {exc.what}"
+                package = None
             except EngineError as exc:
                 row["status"] = f"refused: {exc}"
                 package = None
@@ -88,13 +94,17 @@ class Registry:
             return {}
 
     def get(self, version: str) -> ModelPackage:
-        """A registered version, verified (a tampered file raises EngineError)."""
-        folder = self.root / version
+        """A registered version, verified against its files and its registration digest
+        (a tampered or modified package raises EngineError naming the version and what differs)."""
+        folder = self.root / check_version_name(version)
         if not (folder / MANIFEST).is_file():
             known = ", ".join(self.versions()) or "none"
             raise StorageError(f"model version {version!r} is not in the registry {self.root} "
                                f"(known: {known})")
-        return ModelPackage.load(folder)
+        package = ModelPackage.load(folder, registered=True)
+        if package.version != version:
+            raise ModelModified(version, f"its manifest names version {package.version!r}")
+        return package
 
     def resolve(self, model: str | Path) -> ModelPackage:
         """`active`, a registered version name, or a package folder, verified."""
@@ -139,6 +149,7 @@ class Registry:
         try:
             for name in [MANIFEST, *source.manifest["files"]]:
                 shutil.copy2(source.path / name, tmp / name)
+            ModelPackage.load(tmp).seal()  # verified copy: what every later load is checked against
             tmp.rename(target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

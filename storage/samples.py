@@ -27,6 +27,7 @@ from storage.config import StorageConfig
 from storage.cvat import write_cvat
 from storage.db import STORED, Container, Database, Label, View
 from storage.errors import StorageError
+from storage.files import read_image
 from storage.images import ImageStore
 from storage.labels import LabelledImage, LabelSet, read_coco, read_yolo, write_coco, write_yolo
 from storage.records import utc_now
@@ -177,7 +178,7 @@ def _find_view(session, image: LabelledImage) -> View | None:
 def _pixels(store: ImageStore, view: View, imported: Path) -> np.ndarray:
     """The stored image if still there, else the one that came with the labels (it was purged since)."""
     for candidate in ([store.path(view.image_file)] if view.image_state == STORED else []) + [imported]:
-        pixels = cv2.imread(str(candidate), cv2.IMREAD_COLOR)
+        pixels = read_image(candidate)
         if pixels is not None:
             return pixels
     raise StorageError("neither the stored image nor the labelled file can be read")

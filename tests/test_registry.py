@@ -65,7 +65,7 @@ def test_tampered_package_is_refused(tmp_path):
     with pytest.raises(EngineError, match="corrupt or tampered"):
         registry.activate("v2")
     assert registry.active_version() is None  # ACTIVE never names a broken package
-    assert registry.list()[0]["status"].startswith("refused")
+    assert registry.list()[0]["status"].startswith("modified")  # listed as what it is: changed since registration
 
 
 def test_ensure_default_copies_shipped_model_once(tmp_path):

@@ -2,12 +2,15 @@
 
 Each camera serves its own view of every container in the manifest's order; the
 station takes the container seqs from `playlist()`, so replayed frames carry the
-batch's own seqs and records can be compared container by container.
+batch's own seqs and records can be compared container by container. What it plays is
+what `storage.batches.read_batch` accepts, the reader `edge replay` reports from: a view
+named outside the folder, or a container whose seq is not a number, is skipped by both.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -16,7 +19,10 @@ from camera.base import Capture, ViewMissing, monotonic_ns, register
 from camera.drivers.convert import to_format
 from camera.drivers.playback import PlaybackCamera
 from camera.errors import CameraError
+from storage.batches import BatchView, read_batch
+from storage.files import read_image
 
+log = logging.getLogger(__name__)
 BATCH_FORMAT = "edge-batch/1"
 
 
@@ -43,17 +49,18 @@ class BatchCamera(PlaybackCamera):
     def __init__(self, config) -> None:
         super().__init__(config)
         self._root = Path(config.path)
-        self._views: dict[int, dict | None] = {}
+        self._views: dict[int, BatchView | None] = {}
         self._order: list[int] = []
 
     def open(self) -> None:
-        manifest = read_manifest(self._root, self.id)
-        self._order, self._views = [], {}
-        for container in manifest.get("containers", []):
-            seq = int(container["seq"])
-            self._order.append(seq)
-            views = [v for v in container.get("views", []) if int(v["view"]) == self.config.view]
-            self._views[seq] = views[0] if views else None
+        read_manifest(self._root, self.id)  # a folder that is no batch is an error, not an empty playlist
+        batch = read_batch(self._root, check_images=False)
+        if batch.skipped:
+            log.warning("camera %r: batch %s: %d entries skipped (`edge replay` lists them), first: %s",
+                        self.id, self._root, len(batch.skipped), batch.skipped[0])
+        self._order = [container.seq for container in batch.containers]
+        self._views = {container.seq: next((v for v in container.views if v.view == self.config.view), None)
+                       for container in batch.containers}
 
     def configure(self) -> None:
         """A stored image keeps the settings it was taken with."""
@@ -62,13 +69,13 @@ class BatchCamera(PlaybackCamera):
         entry = self._views.get(seq)
         if entry is None:
             raise ViewMissing(f"view {self.config.view} of container {seq} is not in batch {self._root}")
-        file = self._root / entry["file"]
-        image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+        image = read_image(entry.file, cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise ViewMissing(f"cannot read {file}")
+            raise ViewMissing(f"cannot read {entry.file}")
         pixels, fmt = to_format(image, self.config.pixel_format)
-        meta = {"batch_camera_id": entry.get("camera_id"), "batch_t_capture": entry.get("t_capture"),
-                "file": entry["file"]}
+        meta = {"batch_camera_id": entry.camera_id or None,
+                "batch_t_capture": entry.t_capture.isoformat() if entry.t_capture else None,
+                "file": entry.file.relative_to(self._root.resolve()).as_posix()}
         return Capture(pixels=pixels, pixel_format=fmt, t_capture_ns=monotonic_ns(), meta=meta)
 
     def playlist(self) -> list[int]:

@@ -19,6 +19,9 @@ def command() -> None:
 def check(path: Path) -> None:
     """Validate PATH (default ./config.yaml); exit 2 naming each wrong key."""
     config = load_config(path)
+    exposure = config.metrics.exposure()
+    if exposure:
+        click.echo(f"warning: {exposure}", err=True)
     drivers = ", ".join(sorted({cam.driver for cam in config.cameras}))
     click.echo(f"{path}: ok (line {config.line.id}, {config.line.speed_cpm:g} containers/min, "
                f"cameras: {drivers}, gate: {config.gate.driver}, engine: {config.engine.runtime}, "

@@ -21,6 +21,7 @@ from engines.errors import EngineError
 from engines.package import ModelPackage
 from engines.runtimes import RUNTIMES
 from edge.commands import config_option
+from storage import files
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,11 @@ def draw(image: np.ndarray, detections: Detections) -> np.ndarray:
 
 
 def read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """The image's pixels, or one line naming the file: corrupt, not an image, or too large."""
+    image = files.read_image(path)
     if image is None:
-        raise EngineError(f"{path}: not a readable image (png, jpg, bmp, tiff)")
+        raise EngineError(f"{path}: not a readable image (png, jpg, bmp, tiff; at most "
+                          f"{files.MAX_PIXELS} pixels)")
     return image
 
 
@@ -101,12 +104,12 @@ def command(images: tuple[Path, ...], model: str | None, runtime: str | None, ou
     """Detect defects in IMAGE files; draw boxes into --out and print one line per detection."""
     from engines.runtimes import load_engine
 
+    views = [read_image(path) for path in images]  # a bad file is named before any model loads
     config, data_dir = engine_setup(config_path)
     config = config.model_copy(update={k: v for k, v in (("runtime", runtime), ("imgsz", imgsz)) if v})
     package = resolve_model(model or config.model, data_dir)
     out_dir = out_dir or data_dir / "detections"
     out_dir.mkdir(parents=True, exist_ok=True)
-    views = [read_image(path) for path in images]
     with load_engine(package, config, data_dir / "cache", vocabulary=parse_vocab(vocab),
                      score_floor=threshold, data_dir=data_dir) as engine:
         results = engine.infer(views)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from edge.config import load_config
 from edge.commands import config_option
+from edge.commands.samples import echo_skipped
+from edge.config import load_config
+from storage.errors import StorageError
 
 
 @click.command("replay")
@@ -38,8 +40,11 @@ def command(batch: Path, config_path: Path, model: str, compare: str | None, rep
         registry.ensure_default()
     vocabulary = registry.resolve(model).vocabulary
     contents = read_batch(batch, classes=list(vocabulary))
+    echo_skipped(contents.skipped)  # the batch cameras play exactly what this reader kept
+    if not contents.containers:
+        raise StorageError(f"{batch}: no usable container (see the skipped lines); nothing to replay")
     click.echo(f"{batch}: {len(contents.containers)} containers"
-               + (f", {len(contents.skipped)} things skipped (see the report)" if contents.skipped else ""))
+               + (f", {len(contents.skipped)} things skipped (all listed in the report)" if contents.skipped else ""))
     outcomes = []
     for i, name in enumerate(filter(None, (model, compare))):
         safe = Path(str(name)).name.replace("/", "_")
