@@ -3,7 +3,9 @@
 On the wire (pipeline/) a Frame is two parts, `[header JSON, pixels]`; `header()` and
 `from_parts()` are the only translation, so every stage reads frames the same way.
 A missing view is a Frame with `pixels=None` and a `missing` reason: the decision
-rejects the container instead of waiting for it.
+rejects the container instead of waiting for it. The header is validated with the
+codec's field types (pipeline/codec.py), so a hostile frame fails like any other
+message: ValueError (codec.BadMessage), which the worker counts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline import codec
+
 VIEWS = 6
+
+
+class FrameHeader(codec.Message):
+    """What `Frame.header()` writes, in the codec's field types (bounded ints, finite numbers)."""
+
+    container_seq: codec.Seq
+    view: codec.View
+    camera_id: codec.Name
+    t_gate_ns: codec.Nanos
+    t_capture_ns: codec.Nanos
+    pixel_format: codec.Name = "BGR8"
+    shape: codec.Shape | None
+    missing: codec.Text | None = None
+    meta: codec.Values = {}
 
 
 @dataclass
@@ -45,21 +63,15 @@ class Frame:
 
     @classmethod
     def from_parts(cls, parts: list) -> "Frame":
-        """Rebuild a Frame; raise ValueError on a malformed message (the caller counts it)."""
-        try:
-            head = json.loads(bytes(parts[0]))
-            shape = head["shape"]
-            pixels = None
-            if shape is not None:
-                if len(parts) != 2:
-                    raise ValueError(f"expected 2 parts, got {len(parts)}")
-                pixels = np.frombuffer(parts[1], dtype=np.uint8).reshape(shape)
-            return cls(
-                container_seq=int(head["container_seq"]), view=int(head["view"]),
-                camera_id=str(head["camera_id"]), t_gate_ns=int(head["t_gate_ns"]),
-                t_capture_ns=int(head["t_capture_ns"]), pixels=pixels,
-                pixel_format=head.get("pixel_format", "BGR8"), missing=head.get("missing"),
-                meta=head.get("meta") or {},
-            )
-        except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
-            raise ValueError(f"malformed frame message: {exc}") from None
+        """Rebuild a Frame; raise ValueError (codec.BadMessage) on a malformed message."""
+        head = codec.validate(FrameHeader, codec.header(parts), "frame")
+        pixels = None
+        if head["shape"] is not None:
+            if len(parts) != 2:
+                raise codec.BadMessage("parts", f"frame: expected 2 parts, got {len(parts)}")
+            pixels = codec.as_pixels(head["shape"], parts[1])
+        return cls(
+            container_seq=head["container_seq"], view=head["view"], camera_id=head["camera_id"],
+            t_gate_ns=head["t_gate_ns"], t_capture_ns=head["t_capture_ns"], pixels=pixels,
+            pixel_format=head["pixel_format"], missing=head["missing"], meta=head["meta"],
+        )

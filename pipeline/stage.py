@@ -126,7 +126,7 @@ def main(name: str, config_json: dict[str, Any], options: dict[str, Any]) -> Non
         if isinstance(exc, (PipelineError, CameraError, EngineError, StorageError, ConfigError)):
             logging.getLogger(name).error("ALARM: %s cannot start: %s", name, exc)
             ctx.state = "failed"
-            ctx.beat(force=True, error=str(exc))
+            ctx.beat(force=True, error=str(exc)[:1000])  # the decoder refuses longer free text
             ctx.close()
             os._exit(EXIT_USER_ERROR)
         raise

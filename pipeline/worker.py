@@ -29,6 +29,7 @@ from pipeline.outbox import Outbox
 log = logging.getLogger(__name__)
 
 POLL_ACTIVE_S = 1.0
+MAX_TEXT = 1000  # a reason sent on: the decoder refuses free text over 4096 characters
 
 
 def resolve_package(config):
@@ -155,9 +156,15 @@ class WorkerStage:
         self.metrics.FRAMES.labels("worker", "bad", reason).inc()
         log.warning("bad frame (%s): %s", reason, detail)
         head = _partial_header(parts)
-        if head is not None:
-            self.view_result(head["container_seq"], head["view"], head["t_gate_ns"], head["camera_id"],
-                             "bad", reason)
+        if head is not None:  # only if what it tells is well-formed: else it would be refused anyway
+            try:
+                msg = codec.validate(codec.ViewResult, {
+                    "kind": "view", "seq": head["container_seq"], "view": head["view"],
+                    "t_gate_ns": head["t_gate_ns"], "camera_id": head["camera_id"], "outcome": "bad",
+                    "reason": reason}, "frame")
+            except codec.BadMessage:
+                return
+            self.view_result(msg["seq"], msg["view"], msg["t_gate_ns"], msg["camera_id"], "bad", reason)
 
     def take(self) -> list[Frame]:
         """What is queued, up to pipeline.batch views; bad, missing and stale ones answered here."""
@@ -199,7 +206,7 @@ class WorkerStage:
             error = None
         except Exception as exc:  # one bad batch rejects its containers, the worker lives on
             log.exception("engine failed on a batch of %d views", len(batch))
-            found, error = [None] * len(batch), f"engine error: {exc}"
+            found, error = [None] * len(batch), f"engine error: {exc}"[:MAX_TEXT]
         per_view = (time.perf_counter() - t0) / len(batch)
         self.counts["batches"] += 1
         for frame, dets in zip(batch, found):
