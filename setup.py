@@ -37,6 +37,8 @@ setup(
         # The operator station (`edge ui`).
         "starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "python-multipart>=0.0.9",
         "sse-starlette>=2", "argon2-cffi>=23", "itsdangerous>=2.1",
+        # The shift report's charts (`edge report`), SVG inline.
+        "matplotlib>=3.7",
     ],
     extras_require={
         "camera": ["pypylon>=4", "harvesters>=1.4", "genicam>=1.4"],
@@ -46,7 +48,7 @@ setup(
         # Replaces onnxruntime (same module): `pip uninstall onnxruntime` first.
         "gpu-ort": ["onnxruntime-gpu>=1.17"],
         "postgres": ["psycopg[binary]>=3.1"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "selenium>=4.20"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "selenium>=4.20", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["edge=edge.cli:main"]},
 )

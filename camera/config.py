@@ -10,13 +10,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from camera.moulds import parse_mould
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values never change."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MachineConfig(Section):
+    """The IS machine that forms the containers: which moulds exist (line.machine)."""
+
+    sections: int = Field(ge=1, le=32, description="Sections of the machine (6-20 on most lines).")
+    cavities: int = Field(ge=1, le=4, description="Cavities per section (single to quad gob).")
+
+    def check(self, name: str) -> str:
+        """`name` ('3-1') if the machine has that mould, else ValueError naming the fix."""
+        mould = parse_mould(name)
+        if mould.section > self.sections or mould.cavity > self.cavities:
+            raise ValueError(f"mould {name!r} is not on a machine of {self.sections} sections x "
+                             f"{self.cavities} cavities (line.machine)")
+        return str(mould)
+
+
+class BadMouldConfig(Section):
+    """Demo: the renderer gives one mould's containers more defects, so its alarm can be seen."""
+
+    mould: str = Field(description="SECTION-CAVITY, e.g. 3-1.")
+    defect_free_share: float = Field(default=0.1, ge=0, le=1)
+
+    @field_validator("mould")
+    @classmethod
+    def _mould(cls, name: str) -> str:
+        return str(parse_mould(name))
 
 
 class CameraBase(Section):
@@ -40,6 +69,10 @@ class SyntheticCameraConfig(CameraBase):
     driver: Literal["synthetic"]
     seed: int = 0
     defect_free_share: float = Field(default=0.5, ge=0, le=1)
+    bad_mould: BadMouldConfig | None = None
+    machine: MachineConfig | None = Field(
+        default=None, description="Not written in config.yaml: edge/config.py copies line.machine here, "
+        "so the renderer knows which mould made container n.")
 
 
 class PylonCameraConfig(CameraBase):
@@ -108,6 +141,18 @@ class SerialLinesGateConfig(GateBase):
     driver: Literal["serial_lines"]
     port: str = Field(min_length=1)
     baudrate: int = Field(default=115200, gt=0)
+    message: str | None = Field(
+        default=None, description="The PLC's line, e.g. '{seq} {section} {cavity}': fields separated as written; "
+        "none: the line's first integer is the sequence number.")
+
+    @field_validator("message")
+    @classmethod
+    def _known_fields(cls, template: str | None) -> str | None:
+        from camera.gates.template import LineTemplate
+
+        if template is not None:
+            LineTemplate(template)  # ValueError naming the unknown field
+        return template
 
 
 GateConfig = Annotated[

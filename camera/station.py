@@ -113,21 +113,22 @@ class Station:
         self._playlist = next((p for p in (cam.playlist() for cam in self.cameras) if p is not None), None)
         self.counts = {"containers": 0, "frames_emitted": 0, "views_missing": 0, "gate_errors": 0}
         self._started = False
-        self._on_gate: Callable[[int, int], None] | None = None
+        self._on_gate: Callable[..., None] | None = None
         self._turns = None
         if right_gate is not None:
             window_ns = int(min(self._rotation_ns, 30e9 / line.speed_cpm))
             self._turns = RightBankMatcher(self._rotation_ns, window_ns)
 
     def run(self, emit: Callable[[Frame], None], stop: threading.Event, containers: int | None = None,
-            on_gate: Callable[[int, int], None] | None = None) -> None:
+            on_gate: Callable[..., None] | None = None) -> None:
         """Serve gate events until `stop` is set or `containers` events were handled.
 
         A captured batch ends the run after its last container. Returns once every
         dispatched container's six Frames have been emitted (missing ones included).
         `on_gate(container_seq, t_gate_ns)` is called at each gate event, before any of
         its frames, from the gate's thread (so it must be thread-safe): the decision can
-        start the container's deadline even when every camera is late.
+        start the container's deadline even when every camera is late. A gate that knows the
+        container's mould adds `section=` and `cavity=` keywords (camera/moulds.py).
         """
         self._on_gate = on_gate
         if self._started:
@@ -219,7 +220,8 @@ class Station:
         log.debug("gate: container %d at %d", seq, event.t_ns)
         if self._on_gate is not None:
             try:
-                self._on_gate(seq, event.t_ns)
+                mould = {} if event.cavity is None else {"section": event.section, "cavity": event.cavity}
+                self._on_gate(seq, event.t_ns, **mould)
             except Exception:  # the caller's hook must not stop the line
                 log.exception("on_gate hook failed for container %d", seq)
         self._queue(seq, event.t_ns, event.t_ns, (0, 1, 2))

@@ -18,10 +18,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from camera.config import CameraConfig, GateConfig, Section
+from camera.config import CameraConfig, GateConfig, MachineConfig, Section
+from camera.moulds import parse_mould
 from engines.config import EngineConfig
 from pipeline.config import PipelineConfig, RejectConfig
-from storage.config import StorageConfig
+from storage.config import SpcConfig, StorageConfig
 from edge.ui.config import UiConfig
 
 DEFAULT_PATH = Path("config.yaml")
@@ -39,6 +40,24 @@ class LineConfig(Section):
     rotation_delay_ms: float = Field(default=150.0, ge=0, description="Left bank to right bank.")
     late_result: Literal["reject", "pass"] = Field(
         default="reject", description="A missing or late result: fail-safe reject, or pass (logged).")
+    machine: MachineConfig | None = Field(
+        default=None, description="The IS machine (sections x cavities): the simulated gate assigns its "
+        "moulds; mould names are checked against it.")
+    reject_moulds: list[str] = Field(
+        default=[], description="Moulds (SECTION-CAVITY) whose every container is rejected, reason 'mould'; "
+        "`edge mould reject` adds more at run time.")
+
+    @field_validator("reject_moulds")
+    @classmethod
+    def _mould_names(cls, names: list[str]) -> list[str]:
+        return [str(parse_mould(name)) for name in names]
+
+    @model_validator(mode="after")
+    def _moulds_on_machine(self) -> "LineConfig":
+        if self.machine is not None:
+            for name in self.reject_moulds:
+                self.machine.check(name)
+        return self
 
     @model_validator(mode="after")
     def _deadline_before_ejector(self) -> "LineConfig":
@@ -108,6 +127,7 @@ class AppConfig(Section):
     pipeline: PipelineConfig = PipelineConfig()
     engine: EngineConfig = EngineConfig()
     storage: StorageConfig = StorageConfig()
+    spc: SpcConfig = SpcConfig()
     reject: RejectConfig
     metrics: MetricsConfig = MetricsConfig()
     ui: UiConfig = UiConfig()
@@ -127,6 +147,18 @@ class AppConfig(Section):
         ids = [cam.id for cam in self.cameras]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
+        return self
+
+    @model_validator(mode="after")
+    def _bad_mould_on_machine(self) -> "AppConfig":
+        for cam in self.cameras:
+            bad = getattr(cam, "bad_mould", None)
+            if bad is None:
+                continue
+            if self.line.machine is None:
+                raise ValueError(f"camera {cam.id!r}: bad_mould needs line.machine (sections, cavities), "
+                                 "which says which mould made each container")
+            self.line.machine.check(bad.mould)
         return self
 
     @property
@@ -187,7 +219,7 @@ def parse_config(raw: dict[str, Any], path: Path = DEFAULT_PATH, text: str | Non
     except ValidationError as exc:
         lines = [_explain(err, path, text) for err in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
-    return _resolve_paths(config, path.resolve().parent)
+    return _machine_to_renderers(_resolve_paths(config, path.resolve().parent))
 
 
 def _explain(err: dict[str, Any], path: Path, text: str | None) -> str:
@@ -245,3 +277,10 @@ def _resolve_paths(config: AppConfig, base: Path) -> AppConfig:
         cameras.append(cam.model_copy(update=updates))
     storage = config.storage.model_copy(update={"data_dir": absolute(config.storage.data_dir)})
     return config.model_copy(update={"cameras": cameras, "storage": storage})
+
+
+def _machine_to_renderers(config: AppConfig) -> AppConfig:
+    """Synthetic cameras render container n as made by the mould the simulated gate gives it."""
+    cameras = [cam.model_copy(update={"machine": config.line.machine}) if cam.driver == "synthetic" else cam
+               for cam in config.cameras]
+    return config.model_copy(update={"cameras": cameras})

@@ -159,7 +159,7 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
         from pipeline import metrics
 
-        metrics.bad_messages_ready("supervisor")
+        metrics.ready("supervisor")
         exposure = self.config.metrics.exposure()
         if exposure:
             log.warning("%s", exposure)

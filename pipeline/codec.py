@@ -84,10 +84,10 @@ def _channels(shape: list[int]) -> list[int]:
 Shape = Annotated[list[Annotated[Int, Field(ge=1, le=MAX_SIDE)]], Field(min_length=2, max_length=3),
                   AfterValidator(_channels)]
 
-# A free-form JSON value (heartbeat counters, camera metadata): finite, bounded, nested dicts.
+# A free-form JSON value (heartbeat counters, camera metadata): finite numbers, bounded lengths.
 Value = TypeAliasType("Value", Union[
     Annotated[bool, Strict()], Annotated[Int, Field(ge=-U63, lt=U63)], Float, Text, None,
-    Annotated[dict[Name, "Value"], Field(max_length=64)],
+    Annotated[list["Value"], Field(max_length=64)], Annotated[dict[Name, "Value"], Field(max_length=64)],
 ])
 Values = Annotated[dict[Name, Value], Field(max_length=64)]
 
@@ -123,12 +123,17 @@ class Scheduled(Message):
         return self
 
 
+Moulds = Annotated[Int, Field(ge=1, le=99)]  # a section or cavity number (camera/moulds.py)
+
+
 class Gate(Message):
-    """station -> decision: container seq entered at t_gate_ns."""
+    """station -> decision: container seq entered at t_gate_ns (from mould section-cavity, if read)."""
 
     kind: Literal["gate"]
     seq: Seq
     t_gate_ns: Nanos
+    section: Moulds | None = None
+    cavity: Moulds | None = None
 
 
 class ViewResult(Message):
@@ -192,6 +197,8 @@ class Decision(Scheduled):
     latency_ms: Float
     model_version: Name | None = None
     views: Annotated[list[DecidedView], Field(max_length=6)]
+    section: Moulds | None = None
+    cavity: Moulds | None = None
 
 
 class Image(Message):
@@ -374,13 +381,6 @@ def image_from_parts(msg: dict[str, Any], parts: Sequence[Any]) -> np.ndarray:
 
 def _count(parts: Any) -> str:
     return str(len(parts)) if isinstance(parts, (list, tuple)) else f"a {type(parts).__name__}"
-
-
-def require(msg: dict[str, Any], *keys: str) -> None:
-    """Deprecated: `unpack` validates every field now. Kept until the stage loops drop it."""
-    for key in keys:
-        if key not in msg:
-            raise BadMessage("invalid", f"{msg.get('kind')} message without '{key}'")
 
 
 def waiting(sock: zmq.Socket, copy: bool = True) -> Iterator[list]:

@@ -84,11 +84,23 @@ class PlcRejectConfig(RejectBase):
     """A PLC that tracks containers itself: told `<seq> REJECT|PASS` per container."""
 
     driver: Literal["plc"]
-    message: str = Field(default="{seq} {decision}\n")
+    message: str = Field(default="{seq} {decision}\n", description="Fields: {seq} {decision} {reason} "
+                         "{section} {cavity} (the mould; 0 when the gate did not read it).")
     heartbeat_ms: float = Field(
         default=0.0, ge=0, description="Send `heartbeat` this often (0: off), so that a PLC programmed to "
                                        "reject everything when it stops ejects whatever a dead PC cannot decide.")
     heartbeat: str = Field(default="HB\n", min_length=1, description="The heartbeat line.")
+
+    @field_validator("message")
+    @classmethod
+    def _known_fields(cls, template: str) -> str:
+        """A misspelt field must stop the start, not fail on the first container."""
+        try:
+            template.format(seq=1, decision="PASS", reason="ok", section=1, cavity=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown field or bad format ({exc}); use {{seq}} {{decision}} {{reason}} "
+                             "{section} {cavity}") from None
+        return template
 
 
 RejectConfig = Annotated[Union[RelayRejectConfig, PlcRejectConfig], Field(discriminator="driver")]

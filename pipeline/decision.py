@@ -9,7 +9,9 @@ was decided is counted as late and changes nothing: the decision is already on i
 to the relay and storage.
 
 Containers are keyed by (seq, t_gate_ns), so a restarted station that counts from
-zero again cannot be confused with a container decided earlier.
+zero again cannot be confused with a container decided earlier. A container whose mould
+(section-cavity, from the gate) is in `reject_moulds` is rejected with reason `mould`
+whatever its views show: an engineer took that mould out (swabbing, known bad).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from camera.frame import VIEWS
+from camera.moulds import mould_name
 
 log = logging.getLogger(__name__)
 
 REMEMBER = 100_000  # decided containers remembered, to recognise late results
 
-# Reasons, in the order that names the cause when several apply: a real defect first, then a
-# crash (which also makes the station drop views while the worker restarts).
-DEFECT, MISSING, CRASHED, LATE, OK = "defect", "missing view", "worker crashed", "late result", "ok"
+# Reasons, in the order that names the cause when several apply: a mould taken out first (it
+# rejects whatever the views show), a real defect, then a crash (which also makes the station
+# drop views while the worker restarts).
+MOULD, DEFECT, MISSING, CRASHED, LATE, OK = "mould", "defect", "missing view", "worker crashed", "late result", "ok"
 
 
 @dataclass
@@ -38,6 +42,8 @@ class Container:
     deadline_ns: int
     due_ns: int
     views: dict[int, dict[str, Any]] = field(default_factory=dict)
+    section: int | None = None  # the mould, when the gate read it
+    cavity: int | None = None
 
 
 class DecisionBook:
@@ -53,6 +59,7 @@ class DecisionBook:
         self.thresholds = thresholds
         self.default_threshold = default_threshold
         self.cameras = cameras or {}
+        self.reject_moulds: set[str] = set()  # "3-1": every container of these is rejected (the stage sets it)
         self.open: dict[tuple[int, int], Container] = {}
         self.decided: OrderedDict[tuple[int, int], str] = OrderedDict()
         self.crashes: list[tuple[str, int]] = []
@@ -60,11 +67,16 @@ class DecisionBook:
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
 
     # -- input -------------------------------------------------------------------------
-    def gate(self, seq: int, t_gate_ns: int, now_ns: int) -> None:
+    def gate(self, seq: int, t_gate_ns: int, now_ns: int, section: int | None = None,
+             cavity: int | None = None) -> None:
+        """A container passed the gate; its mould, when read. Its first view may have come first
+        (another socket): the gate message then only adds the mould."""
         key = (seq, t_gate_ns)
-        if key in self.open or key in self.decided:
+        if key in self.decided:
             return
-        self._open(key)
+        container = self.open.get(key) or self._open(key)
+        if cavity is not None:
+            container.section, container.cavity = section, cavity
 
     def view(self, msg: dict[str, Any], now_ns: int) -> dict[str, Any] | None:
         """Record one view's outcome; return the decision if this completed the container."""
@@ -156,7 +168,10 @@ class DecisionBook:
                 "t_capture_utc": None if t_capture is None else self._utc(t_capture),
                 "detections": detections, "rejecting": [d["class"] for d in hits],
             })
-        reason = next((r for r in (DEFECT, CRASHED, MISSING, LATE) if r in reasons), OK)
+        mould = mould_name(c.section, c.cavity)
+        if mould is not None and mould in self.reject_moulds:
+            reasons.add(MOULD)
+        reason = next((r for r in (MOULD, DEFECT, CRASHED, MISSING, LATE) if r in reasons), OK)
         decision = "reject" if reason != OK else "pass"
         if reason in (MISSING, CRASHED, LATE) and self.late_result == "pass":
             decision = "pass"
@@ -172,6 +187,7 @@ class DecisionBook:
             "t_gate_utc": self._utc(c.t_gate_ns), "due_ns": c.due_ns, "decided_ns": now_ns,
             "decision": decision, "reason": reason, "latency_ms": round(latency_ms, 3),
             "model_version": ",".join(sorted(versions)) or None, "views": views,
+            "section": c.section, "cavity": c.cavity,
         }
 
     def _utc(self, mono_ns: int) -> str:

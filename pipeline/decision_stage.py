@@ -12,6 +12,9 @@ before anything is sent):
 - a restarted decision stage rejects the containers it had open, re-sends its recent and
   unacknowledged decisions, and opens the gates the station logged that it never heard of;
 - its totals (decided, passes, rejects by reason) survive restarts through the journal.
+
+Moulds taken out (pipeline/mould_rejects.py: config and `edge mould reject`) are looked
+up about once a second and given to the book, which rejects their containers (`mould`).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import zmq
 from pipeline import codec
 from pipeline.decision import DecisionBook
 from pipeline.journal import DecisionJournal, GateLog, Key
+from pipeline.mould_rejects import MouldRejects
 from pipeline.outbox import Outbox
 from pipeline.sockets import run_dir
 
 log = logging.getLogger(__name__)
 
+MOULDS_CHECK_S = 1.0  # how often the mould rejects file is looked at
 RESEND_S = 10.0  # a decision the writer has not acknowledged after this long is sent again
 RESEND_BATCH = 500  # at most this many re-sent per second (a writer back from an outage catches up)
 KEEP_RECENT_S = 60.0  # decisions re-sent to a restarted reject controller: ejector time this recent
@@ -54,6 +59,9 @@ class DecisionStage:
         self.ctx, self.metrics = ctx, metrics
         config = ctx.config
         self.book = build_book(config)
+        self.moulds = MouldRejects(config.data_dir, config.line.reject_moulds)
+        self.book.reject_moulds = self.moulds.current()
+        self._moulds_check = time.monotonic()
         self.journal = DecisionJournal(run_dir(config.data_dir) / "decision.journal", int(KEEP_RECENT_S * 1e9))
         self.gates_path = run_dir(config.data_dir) / "gates.log"
         self.results = ctx.endpoints.bind("results", zmq.PULL)
@@ -70,7 +78,7 @@ class DecisionStage:
         self.bad = 0
         self.ended = False
         self._resend_check = 0.0
-        metrics.bad_messages_ready("decision")
+        metrics.ready("decision")
 
     # -- restart -------------------------------------------------------------------------
     def _restore_totals(self) -> dict:
@@ -135,7 +143,7 @@ class DecisionStage:
         elif kind == "gate":
             key = (msg["seq"], msg["t_gate_ns"])
             known = key in self.book.open
-            self.book.gate(*key, now)
+            self.book.gate(*key, now, section=msg["section"], cavity=msg["cavity"])
             if not known and key in self.book.open:
                 self.opened(key)
         elif kind == "ack":
@@ -189,6 +197,8 @@ class DecisionStage:
             pass  # an observer that does not keep up misses decisions, never slows us
         self._count(self.totals, decision)
         self.metrics.DECISIONS.labels(decision["decision"], decision["reason"]).inc()
+        if decision["reason"] == "mould":
+            self.metrics.MOULD_REJECTS.labels(f"{decision['section']}-{decision['cavity']}").inc()
         self.metrics.LATENCY.observe(decision["latency_ms"] / 1e3)
         for v in decision["views"]:
             self.metrics.FRAMES.labels("decision", v["outcome"], v["reason"] or "").inc()
@@ -232,6 +242,13 @@ class DecisionStage:
         if due:
             log.warning("re-sent %d decisions the storage writer has not acknowledged", min(len(due), RESEND_BATCH))
 
+    def check_moulds(self) -> None:
+        """Pick up `edge mould reject|release` (a file in the data folder), about once a second."""
+        now = time.monotonic()
+        if now - self._moulds_check >= MOULDS_CHECK_S:
+            self._moulds_check = now
+            self.book.reject_moulds = self.moulds.current()
+
     # -- loop ----------------------------------------------------------------------------
     def _receive(self, wait_ms: int) -> None:
         if not self.results.poll(wait_ms):
@@ -272,6 +289,7 @@ class DecisionStage:
             for decision in self.book.expire(time.monotonic_ns()):
                 self.publish(decision)
             self.resend_unacked()
+            self.check_moulds()
             self.relay.flush()
             self.writer.flush()
             if self.journal.due_for_compaction():

@@ -125,6 +125,7 @@ class StationStage:
         from pipeline import metrics
 
         self.ctx, self.metrics = ctx, metrics
+        metrics.ready("station")
         config = self.config = ctx.config
         self.limit = ctx.options.get("containers")
         self.frames = ctx.endpoints.bind("frames", zmq.PUSH)
@@ -143,8 +144,9 @@ class StationStage:
         self.failure: list[BaseException] = []
         self.station = None
 
-    def announce(self, seq: int, t_gate_ns: int, out: Outbox) -> None:
-        """Tell the decision stage a container exists (once), so its deadline runs from the gate."""
+    def announce(self, seq: int, t_gate_ns: int, out: Outbox, **mould: int | None) -> None:
+        """Tell the decision stage a container exists (once), so its deadline runs from the gate;
+        `mould` (section=, cavity=) when the gate read it."""
         key = (seq, t_gate_ns)
         if key in self.announced:
             return
@@ -154,15 +156,15 @@ class StationStage:
         self.counts["gated"] += 1
         self.first.note(seq)
         self.gates.add(seq, t_gate_ns)  # before the message: a decision stage that dies finds it
-        out.send([codec.pack("gate", seq=seq, t_gate_ns=t_gate_ns)])
+        out.send([codec.pack("gate", seq=seq, t_gate_ns=t_gate_ns, **mould)])
 
-    def on_gate(self, seq: int, t_gate_ns: int) -> None:
+    def on_gate(self, seq: int, t_gate_ns: int, section: int | None = None, cavity: int | None = None) -> None:
         """Announce each container at its gate event, not at its first frame: when the cameras
         or the renderer are slow, the decision stage still rejects it at its deadline."""
         if self.gate_out is None:
             self.gate_out = Outbox(self.ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
         with self.lock:
-            self.announce(self.seqs(seq), t_gate_ns, self.gate_out)
+            self.announce(self.seqs(seq), t_gate_ns, self.gate_out, section=section, cavity=cavity)
 
     def notify(self, seq: int, frame: Frame, outcome: str, reason: str) -> None:
         self.decision.send([codec.pack("view", seq=seq, view=frame.view, t_gate_ns=frame.t_gate_ns,

@@ -22,10 +22,11 @@ FRAMES = Counter("edge_frames", "Frames by stage and outcome (sent, dropped, inf
 DECISIONS = Counter("edge_decisions", "Container decisions by outcome and reason.", ["outcome", "reason"])
 LATENCY = Histogram("edge_decision_latency_seconds", "Gate to decision.",
                     buckets=(.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 10))
-ENGINE = Histogram("edge_engine_seconds_per_view", "Engine time per view (batch time / views).",
+ENGINE = Histogram("edge_engine_view_seconds", "Engine time per view (batch time / views).",
                    buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5))
-RELAY_ERROR = Histogram("edge_relay_error_seconds", "Pulse sent minus due time (ejector time).",
-                        buckets=(-.01, -.001, 0, .0005, .001, .002, .005, .01, .02, .05, .1, 1))
+# OpenMetrics histograms have no negative buckets: the size of the error, and its side.
+RELAY_ERROR = Histogram("edge_relay_error_seconds", "How far a pulse left from its due (ejector) time.",
+                        ["direction"], buckets=(.0001, .0005, .001, .002, .005, .01, .02, .05, .1, 1))
 RELAY = Counter("edge_relay_outputs", "Reject outputs by kind and result.", ["kind", "result"])
 BAD = Counter("edge_bad_messages", "Malformed, wrong-size or unknown-container messages.", ["stage", "reason"])
 RESTARTS = Counter("edge_stage_restarts", "Stage processes restarted by the supervisor.", ["stage"])
@@ -33,15 +34,38 @@ DEPTH = Gauge("edge_queue_depth", "Items waiting in a stage (open containers, pe
               ["stage"], multiprocess_mode="livesum")
 DISK_LOW = Gauge("edge_disk_low", "1 while the data folder's free space is below storage.min_free_mb "
                  "(images are not stored; records are).", multiprocess_mode="livemax")
+MOULD_REJECTS = Counter("edge_mould_rejects", "Containers rejected because their mould is taken out "
+                        "(line.reject_moulds, edge mould reject).", ["mould"])
+SPC_ALARMS = Counter("edge_spc_alarms", "Out-of-control points on a control chart (storage/spc.py).",
+                     ["chart", "rule"])
 MODEL = Gauge("edge_model_info", "Model version loaded by a worker (value 1).", ["version"],
               multiprocess_mode="livemax")
 
 
-def bad_messages_ready(stage: str) -> None:
-    """Show edge_bad_messages_total{stage,reason} at 0 for every codec refusal from the start,
-    so that an alert on its rate works before the first bad message arrives."""
+# The label values a stage can produce, shown at 0 from its start: an alert on a counter's
+# increase() misses the first event when the series appears only with it.
+KNOWN = {
+    "decision": [(DECISIONS, ("pass", "ok"))] + [(DECISIONS, ("reject", r)) for r in (
+        "defect", "missing view", "worker crashed", "late result", "decision restarted")],
+    "relay": [(RELAY, ("pulse", r)) for r in ("fired", "failsafe", "missed", "overruled", "not ejected")]
+    + [(RELAY, ("confirm", r)) for r in ("confirmed", "unconfirmed")],
+    "station": [(FRAMES, ("station", o, "")) for o in ("sent", "dropped", "missing")],
+    "worker": [(FRAMES, ("worker", o, "")) for o in ("inferred", "bad", "stale", "image dropped")],
+    "supervisor": [(RESTARTS, (kind,)) for kind in ("station", "worker", "decision", "relay", "writer")],
+}
+
+
+def ready(stage: str) -> None:
+    """Show this stage's counters at 0 from its start, edge_bad_messages_total{stage,reason}
+    for every decoder refusal included."""
     for reason in codec.REASONS:
         BAD.labels(stage, reason)
+    for metric, labels in KNOWN.get(stage, []):
+        metric.labels(*labels)
+
+
+def relay_error(error_s: float) -> None:
+    RELAY_ERROR.labels("late" if error_s >= 0 else "early").observe(abs(error_s))
 
 
 def serve(address: str) -> None:

@@ -120,8 +120,11 @@ class Relay:
             raise
 
 
-def plc_line(template: str, seq: int, decision: str, reason: str) -> bytes:
-    return template.format(seq=seq, decision=decision.upper(), reason=reason).encode()
+def plc_line(template: str, seq: int, decision: str, reason: str, section: int | None = None,
+             cavity: int | None = None) -> bytes:
+    """The PLC's line for one container; an unknown mould is echoed as section 0, cavity 0."""
+    return template.format(seq=seq, decision=decision.upper(), reason=reason, section=section or 0,
+                           cavity=cavity or 0).encode()
 
 
 SENT = "sent"  # what PlcOutput.decide returns: the PLC was told
@@ -146,7 +149,8 @@ class TimedRelayOutput:
     def arm(self, key: Key, due_ns: int, now_ns: int) -> bool:
         return self.schedule.arm(key, due_ns, now_ns)
 
-    def decide(self, key: Key, decision: str, reason: str, due_ns: int, now_ns: int) -> str:
+    def decide(self, key: Key, decision: str, reason: str, due_ns: int, now_ns: int,
+               section: int | None = None, cavity: int | None = None) -> str:
         return self.schedule.decide(key, decision, due_ns, now_ns)
 
     def next_time(self) -> int | None:
@@ -198,8 +202,9 @@ class PlcOutput:
     def arm(self, key: Key, due_ns: int, now_ns: int) -> bool:
         return False  # the PLC rejects what it is not told to pass, if it is wired that way
 
-    def decide(self, key: Key, decision: str, reason: str, due_ns: int, now_ns: int) -> str:
-        self.last_line = plc_line(self.template, key[0], decision, reason)
+    def decide(self, key: Key, decision: str, reason: str, due_ns: int, now_ns: int,
+               section: int | None = None, cavity: int | None = None) -> str:
+        self.last_line = plc_line(self.template, key[0], decision, reason, section, cavity)
         self.dev.write(self.last_line)
         self.dev.flush()
         return SENT

@@ -101,7 +101,7 @@ class RejectController:
         self.started = time.monotonic()
         self.synced = False
         self._asked = 0.0
-        metrics.bad_messages_ready("relay")
+        metrics.ready("relay")
         for key, due in restored.missed:  # its ejector time passed while no controller was up
             self.alarm(NOT_EJECTED, key, due, "reject decided, but the reject controller was down at the "
                                               "ejector: NOT ejected")
@@ -129,7 +129,8 @@ class RejectController:
         self.overdue.pop(key, None)
         self.counts["decisions"] += 1
         decision = msg["decision"]
-        outcome = self.output.decide(key, decision, msg.get("reason") or "", due, now)
+        outcome = self.output.decide(key, decision, msg.get("reason") or "", due, now,
+                                     section=msg.get("section"), cavity=msg.get("cavity"))
         self.state.add(REJECT if decision == "reject" else PASS, key, due)
         if not self.output.timed:
             self.counts["lines"] += 1
@@ -167,7 +168,7 @@ class RejectController:
         self.state.add(FIRED, pulse.key, pulse.due_ns, pulse.failsafe)
         self.counts["pulses"] += 1
         self.metrics.RELAY.labels("pulse", "fired").inc()
-        self.metrics.RELAY_ERROR.observe(error / 1e9)
+        self.metrics.relay_error(error / 1e9)
         if pulse.failsafe:
             self.counts["failsafe"] += 1
             self.metrics.RELAY.labels("pulse", "failsafe").inc()

@@ -142,7 +142,7 @@ class WorkerStage:
         self.images = ctx.endpoints.connect("images", zmq.PUSH) if config.storage.keep_images != "none" else None
         self.slot = EngineSlot(ctx.factory("engine_factory", load_real_engine), config)
         metrics.MODEL.labels(self.slot.engine.version).set(1)
-        metrics.bad_messages_ready("worker")
+        metrics.ready("worker")
         self.counts = {"frames": 0, "inferred": 0, "bad": 0, "stale": 0, "images_dropped": 0, "batches": 0}
         self.deadline_ns = int((config.line.travel_time_ms - config.line.relay_lead_ms) * 1e6)
 

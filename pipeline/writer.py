@@ -15,6 +15,11 @@ are secondary: they may be lost with a killed writer, or not kept on a nearly fu
 (a full disk) is retried every RETRY_S; the stage never exits into a restart loop.
 The reject controller's alarms (a container not ejected) arrive here too and become
 event rows naming the container.
+
+Control charts (storage/spc.py) run here, off the decision path: each committed
+container is added to its cavity's and the line's class charts, the baseline read from
+the database at start. An out-of-control point is a log WARNING, an event row (`spc
+alarm`, detail naming the chart) and `edge_spc_alarms_total{chart,rule}`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime
+from collections import OrderedDict
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_WAIT_S = 0.5
 IDLE_EXIT_S = 0.3
+SPC_ALARM = "spc alarm"  # the event kind of a control-chart alarm (edge/ui and the report read it)
+CHARTED_MAX = 100_000  # containers remembered as charted (a re-sent one is committed, and reported, again)
 RETRY_S = 5.0  # a storage that cannot start or commit is tried again this often
 Key = tuple[int, int]
 
@@ -44,26 +52,54 @@ class RecorderAdapter:
     collects the keys of committed containers for the acknowledgement."""
 
     def __init__(self, config) -> None:
+        from storage.spc_history import seeded_monitor
         from storage.writer import Recorder
 
         self.line_id = config.line.id
         self.committed: list[Key] = []
+        self.alarms: list = []  # storage.spc.Alarm, raised by the last commits
         self._keys: dict[int, Key] = {}
+        self._samples: dict[Key, Any] = {}
+        self._charted: OrderedDict[Key, None] = OrderedDict()
         # line_id: on a database shared by several lines, repair and quota touch this line only.
         self.recorder = Recorder(config.database_url, config.data_dir, config.storage,
                                  line_id=config.line.id, on_commit=self._on_commit)
+        self.spc = None
+        if config.spc.enabled:
+            self.spc = seeded_monitor(self.recorder.db, config.spc, datetime.now(timezone.utc), config.line.id,
+                                      dict(config.engine.thresholds), config.engine.default_threshold)
 
     def _on_commit(self, records) -> None:
         for record in records:
             key = self._keys.pop(record.seq, None)
             if key is not None:
                 self.committed.append(key)
+                self._chart(key)
+
+    def _chart(self, key: Key) -> None:
+        sample = self._samples.pop(key, None)
+        if self.spc is None or key in self._charted:
+            return
+        self._charted[key] = None
+        while len(self._charted) > CHARTED_MAX:
+            self._charted.popitem(last=False)
+        self.alarms += self.spc.add(sample)
 
     def record(self, decision: dict[str, Any], images: dict[int, np.ndarray]) -> None:
-        self._keys[decision["seq"]] = (decision["seq"], decision["t_gate_ns"])
+        key = (decision["seq"], decision["t_gate_ns"])
+        self._keys[decision["seq"]] = key
+        self._samples[key] = spc_sample(decision)
         self.recorder.record(to_record(decision), images)
 
-    def event(self, kind: str, seq: int, detail: str) -> None:
+    def raise_alarms(self, metrics) -> None:
+        """Out-of-control points of the charts the last commits fed: WARNING, metric, event row."""
+        alarms, self.alarms = self.alarms, []
+        for alarm in alarms:
+            log.warning("SPC ALARM: %s", alarm.message())
+            metrics.SPC_ALARMS.labels(alarm.chart, alarm.rule).inc()
+            self.event(SPC_ALARM, None, alarm.message())
+
+    def event(self, kind: str, seq: int | None, detail: str) -> None:
         from storage.records import EventRecord
 
         self.recorder.event(EventRecord(kind=kind, line_id=self.line_id, container_seq=seq, detail=detail))
@@ -94,7 +130,17 @@ def to_record(decision: dict[str, Any]):
     return ContainerRecord(seq=decision["seq"], line_id=decision["line_id"],
                            t_gate=_utc(decision["t_gate_utc"]), decision=decision["decision"],
                            reason=decision["reason"], latency_ms=decision["latency_ms"],
-                           model_version=decision["model_version"], views=views)
+                           model_version=decision["model_version"], views=views,
+                           section=decision.get("section"), cavity=decision.get("cavity"))
+
+
+def spc_sample(decision: dict[str, Any]):
+    """Decision message -> storage.spc.Sample (None when the charts do not count it)."""
+    from camera.moulds import mould_name
+    from storage.spc import sample
+
+    classes = {name for v in decision["views"] for name in v.get("rejecting", ())}
+    return sample(decision["reason"], mould_name(decision.get("section"), decision.get("cavity")), classes)
 
 
 class WriterStage:
@@ -119,7 +165,7 @@ class WriterStage:
                        "low_disk_episodes": 0}
         self.recorder = None
         self._low_disk = False
-        metrics.bad_messages_ready("writer")
+        metrics.ready("writer")
         metrics.BAD.labels("writer", "storage error")
         metrics.DISK_LOW.set(0)
 
@@ -161,6 +207,10 @@ class WriterStage:
             else:
                 log.exception("ALARM: %s failed; the decision stage re-sends what was not committed", what)
             return False
+
+    def raise_alarms(self) -> None:
+        if getattr(self.recorder, "alarms", None):
+            self._guard("storing control-chart alarms", self.recorder.raise_alarms, self.metrics)
 
     def acknowledge(self) -> None:
         committed = getattr(self.recorder, "committed", None)
@@ -254,11 +304,13 @@ class WriterStage:
                 log.warning("images of container %d had no decision in time; released", seq)
             self._guard("writing to the database", self.recorder.idle)
             self.acknowledge()
+            self.raise_alarms()
             self.acks.flush()
             self.metrics.DEPTH.labels("writer").set(len(self.pending))
             ctx.beat(pending=len(self.pending), low_disk=self._low_disk, **self.counts)
         self._guard("the last write", self.recorder.close)
         self.acknowledge()
+        self.raise_alarms()
         end = time.monotonic() + 2
         while self.acks.waiting and time.monotonic() < end:
             self.acks.flush()

@@ -35,6 +35,20 @@ class StorageConfig(Section):
         return check_database_url(url)
 
 
+class SpcConfig(Section):
+    """Control charts per mould cavity and per defect class (storage/spc.py), run by the storage writer."""
+
+    enabled: bool = True
+    subgroup: int = Field(default=100, ge=10, le=10_000, description="Containers of one cavity per chart point.")
+    class_subgroup: int = Field(default=500, ge=0, le=100_000,
+                                description="Containers of the line per class-chart point (0: no class charts).")
+    baseline_containers: int = Field(default=5000, ge=100, description="Inspected containers that set the "
+                                     "centre lines: the most recent ones within baseline_hours at the writer's "
+                                     "start, else the first ones it stores.")
+    baseline_hours: float = Field(default=24.0, gt=0, description="How far back the baseline may reach.")
+    run: int = Field(default=8, ge=2, le=50, description="Points in a row above the centre line that alarm.")
+
+
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 
 

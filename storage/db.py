@@ -70,6 +70,8 @@ class Container(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     n_views: Mapped[int] = mapped_column(Integer)  # views recorded; fewer rows means a partial write
+    section: Mapped[int | None] = mapped_column(Integer)  # the mould, when the line reads it (revision 0005)
+    cavity: Mapped[int | None] = mapped_column(Integer)
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     views: Mapped[list["View"]] = relationship(

@@ -35,6 +35,8 @@ class ContainerRecord:
     model_version: str | None = None
     views: list[ViewRecord] = field(default_factory=list)
     training_sample: bool = False  # keep every view, lossless (PNG), whatever the keep policy
+    section: int | None = None  # the mould that made it (camera/moulds.py), when the line reads it
+    cavity: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready form (times as ISO strings) for the pipeline's messages."""

@@ -85,6 +85,127 @@ def line_stats(db: Database, since: datetime | None = None, until: datetime | No
     return stats
 
 
+DIMENSIONS = ("cavity", "section", "hour", "class", "camera")
+DETECTION_DIMENSIONS = {"class", "camera"}  # of a container's detections, not of the container
+
+
+@dataclass
+class Group:
+    """One row of `breakdown`: containers of the group, and how they were decided.
+
+    With a class or camera among the dimensions, `rejected` counts the group's rejected
+    containers with a detection of that class (in that camera) at or above its threshold,
+    and `containers` the containers of the group without that dimension (the rate's base).
+    """
+
+    key: dict[str, str]
+    containers: int = 0
+    passed: int | None = 0
+    rejected: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.rejected / self.containers if self.containers else 0.0
+
+    def to_dict(self) -> dict:
+        return {**self.key, "containers": self.containers, "passed": self.passed, "rejected": self.rejected,
+                "reject_rate": round(self.rate, 6), "by_reason": self.by_reason}
+
+
+def breakdown(db: Database, by: list[str], since: datetime | None = None, until: datetime | None = None,
+              thresholds: dict[str, float] | None = None, default_threshold: float = 0.0,
+              line_id: str | None = None) -> list[Group]:
+    """Containers and rejects grouped by any of DIMENSIONS (`edge db stats --by cavity,hour`).
+
+    A cavity is SECTION-CAVITY ("3-1"), "-" for containers without a mould reader; hours are UTC.
+    """
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown or not by:
+        raise ValueError(f"cannot group by {', '.join(unknown) or 'nothing'}; use {', '.join(DIMENSIONS)}")
+    base = [d for d in by if d not in DETECTION_DIMENSIONS]
+    hour = _hour(db, Container.t_gate)
+    columns = {"cavity": (Container.section, Container.cavity), "section": (Container.section,), "hour": (hour,)}
+    selected = [c for d in base for c in columns[d]]
+
+    def window(q):
+        if line_id is not None:
+            q = q.where(Container.line_id == line_id)
+        if since is not None:
+            q = q.where(Container.t_gate >= since)
+        if until is not None:
+            q = q.where(Container.t_gate < until)
+        return q
+
+    def key_of(values) -> dict[str, str]:
+        values, key = list(values), {}
+        for d in base:
+            if d == "cavity":
+                section, cavity = values.pop(0), values.pop(0)
+                key[d] = "-" if cavity is None else f"{section}-{cavity}"
+            else:
+                value = values.pop(0)
+                key[d] = "-" if value is None else str(value)
+        return key
+
+    groups: dict[tuple, Group] = {}
+    with db.session() as s:
+        for *values, decision, reason, n in s.execute(window(
+                select(*selected, Container.decision, func.coalesce(Container.reason, "unknown"), func.count())
+                .group_by(*selected, Container.decision, Container.reason))):
+            key = key_of(values)
+            group = groups.setdefault(tuple(key.values()), Group(key))
+            group.containers += n
+            if decision == "pass":
+                group.passed += n
+            else:
+                group.rejected += n
+                group.by_reason[reason] = group.by_reason.get(reason, 0) + n
+        if base == by:
+            return sorted(groups.values(), key=_order)
+        floor = min([default_threshold, *(thresholds or {}).values()])
+        hits = s.execute(window(
+            select(*selected, Detection.class_name, View.camera_id, Container.id, func.max(Detection.score))
+            .join(View, Detection.view_id == View.id).join(Container, View.container_id == Container.id)
+            .where(Container.decision != "pass", Detection.score >= floor)
+            .group_by(*selected, Detection.class_name, View.camera_id, Container.id))).all()
+    found: dict[tuple, set[int]] = {}
+    keys: dict[tuple, dict[str, str]] = {}
+    for *values, name, camera, container_id, score in hits:
+        if score < (thresholds or {}).get(name, default_threshold):
+            continue
+        key = key_of(values)
+        full = {d: key[d] if d in key else (name if d == "class" else camera) for d in by}
+        keys[tuple(full.values())] = full
+        found.setdefault(tuple(full.values()), set()).add(container_id)
+    rows = []
+    for k, ids in found.items():
+        full = keys[k]
+        parent = groups.get(tuple(full[d] for d in base))
+        rows.append(Group(full, containers=parent.containers if parent else 0, passed=None, rejected=len(ids)))
+    return sorted(rows, key=_order)
+
+
+def stats_json(s: Stats, by: list[str] | None = None, groups: list[Group] | None = None) -> dict:
+    """What `edge db stats --json` prints (and the shift report embeds: its counts must be these)."""
+    return {"containers": s.containers, "passed": s.passed, "rejected": s.rejected, "yield": round(s.yield_, 6),
+            "by_reason": s.by_reason, "by_class": s.by_class, "by_camera": s.by_camera,
+            "missing_by_camera": s.missing_by_camera, "events": s.events,
+            "by_hour": {h: {"containers": n, "rejected": r} for h, (n, r) in s.by_hour.items()},
+            **({"by": by, "groups": [g.to_dict() for g in groups or []]} if by else {})}
+
+
+def _order(group: Group) -> tuple:
+    """Cavities in machine order (2-1 before 10-1), the rest alphabetically."""
+    out = []
+    for d, value in group.key.items():
+        if d in ("cavity", "section") and value != "-":
+            out.append(tuple(int(part) for part in value.split("-")))
+        else:
+            out.append((10**9,) if value == "-" else (0, value))
+    return tuple(out)
+
+
 def _hour(db: Database, column):
     if db.engine.dialect.name == "sqlite":
         return func.strftime("%Y-%m-%d %H:00", column)

@@ -367,7 +367,7 @@ def _insert_containers(session: Session, containers: list[ContainerRecord],
     ids = session.scalars(insert(Container).returning(Container.id, sort_by_parameter_order=True), [
         {"line_id": c.line_id, "seq": c.seq, "t_gate": c.t_gate, "decision": c.decision, "reason": c.reason,
          "latency_ms": c.latency_ms, "model_version_id": versions.get(c.model_version) if c.model_version else None,
-         "n_views": len(c.views)} for c in containers]).all()
+         "n_views": len(c.views), "section": c.section, "cavity": c.cavity} for c in containers]).all()
     view_rows, view_records = [], []
     for container_id, c, files in zip(ids, containers, planned):
         for v in c.views:

@@ -24,6 +24,8 @@ class GateEvent:
     seq: int  # container sequence number
     t_ns: int  # monotonic clock of the edge (or of the line's arrival)
     raw: str | None = None  # the text a PLC sent, when it sent one
+    section: int | None = None  # the mould that made it (camera/moulds.py), when the line reads it
+    cavity: int | None = None
 
 
 class Sequencer:
@@ -36,7 +38,8 @@ class Sequencer:
         self._last_source: int | None = None
         self.counts = {"events": 0, "bounces": 0, "missed": 0, "duplicates": 0}
 
-    def edge(self, t_ns: int, source_seq: int | None = None, raw: str | None = None) -> GateEvent | None:
+    def edge(self, t_ns: int, source_seq: int | None = None, raw: str | None = None,
+             section: int | None = None, cavity: int | None = None) -> GateEvent | None:
         """The event for an edge at `t_ns`, or None when it is a bounce or a repeated number."""
         if source_seq is None:
             if self._last_t is not None and t_ns - self._last_t < self._debounce_ns:
@@ -59,7 +62,7 @@ class Sequencer:
         self._last_t = t_ns
         self._next = seq + 1
         self.counts["events"] += 1
-        return GateEvent(seq=seq, t_ns=t_ns, raw=raw)
+        return GateEvent(seq=seq, t_ns=t_ns, raw=raw, section=section, cavity=cavity)
 
 
     def in_debounce(self, t_ns: int) -> bool:

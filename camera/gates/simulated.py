@@ -1,10 +1,16 @@
-"""A gate that fires at the line speed: the default with nothing attached, and for benches."""
+"""A gate that fires at the line speed: the default with nothing attached, and for benches.
+
+With `line.machine` (sections x cavities) each container also gets its mould, delivered
+round-robin as from a real IS machine (camera/moulds.py), so a demo line has cavities.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from camera.gates.base import Gate, GateEvent, register
+from camera.moulds import delivered
 
 
 @register
@@ -25,6 +31,10 @@ class SimulatedGate(Gate):
             time.sleep(delay)
         event = self.sequencer.edge(self._next_ns)
         self._next_ns += self._period_ns
+        machine = self.line.machine
+        if event is not None and machine is not None:
+            mould = delivered(event.seq, machine.sections, machine.cavities)
+            event = replace(event, section=mould.section, cavity=mould.cavity)
         return event
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,7 +13,7 @@ from edge.config import load_config
 from storage.check import repair
 from storage.db import current_revision, head_revision, make_engine, open_database
 from storage.images import ImageStore
-from storage.stats import line_stats
+from storage.stats import DIMENSIONS, Group, Stats, breakdown, line_stats, stats_json
 from edge.commands import config_option
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
@@ -80,12 +81,46 @@ def check_command(config_path: Path) -> None:
 @click.option("--since", type=WHEN, help="From this UTC time or age (e.g. 24h); default: everything.")
 @click.option("--until", type=WHEN, help="Up to this UTC time or age.")
 @click.option("--line", "line_id", help="Only this line (a plant database holds several); default: all.")
-def stats_command(config_path: Path, since: datetime | None, until: datetime | None, line_id: str | None) -> None:
-    """Yield, and reject rates by reason, defect class, camera and hour."""
+@click.option("--by", "by", callback=lambda ctx, param, value: _dimensions(value), metavar="DIM[,DIM]",
+              help=f"Also a table grouped by {', '.join(DIMENSIONS)}; several, comma-separated (cavity,hour).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
+def stats_command(config_path: Path, since: datetime | None, until: datetime | None, line_id: str | None,
+                  by: list[str], as_json: bool) -> None:
+    """Yield, and reject rates by reason, defect class, camera and hour; --by cavity, section, ..."""
     config = load_config(config_path)
     db = open_database(config.database_url)
-    s = line_stats(db, since, until, config.engine.thresholds, config.engine.default_threshold, line_id)
+    thresholds, default = config.engine.thresholds, config.engine.default_threshold
+    s = line_stats(db, since, until, thresholds, default, line_id)
+    groups = breakdown(db, by, since, until, thresholds, default, line_id) if by else []
     db.close()
+    if as_json:
+        click.echo(json.dumps(stats_json(s, by, groups), indent=2))
+        return
+    _print_stats(s)
+    if by:
+        _print_groups(by, groups)
+
+
+def _dimensions(value: str | None) -> list[str]:
+    dims = [d.strip() for d in (value or "").split(",") if d.strip()]
+    unknown = [d for d in dims if d not in DIMENSIONS]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: group by {', '.join(DIMENSIONS)}, e.g. --by cavity,hour")
+    return dims
+
+
+def _print_groups(by: list[str], groups: list[Group]) -> None:
+    head = "  ".join(f"{d:<16}" for d in by)
+    click.echo(f"by {', '.join(by)}:")
+    click.echo(f"  {head}  containers    passed  rejected     rate  reasons")
+    for g in groups:
+        keys = "  ".join(f"{g.key[d]:<16}" for d in by)
+        passed = "-" if g.passed is None else g.passed
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(g.by_reason.items(), key=lambda x: -x[1]))
+        click.echo(f"  {keys}  {g.containers:>10}  {passed:>8}  {g.rejected:>8}  {g.rate:7.2%}  {reasons}")
+
+
+def _print_stats(s: Stats) -> None:
     click.echo(f"containers {s.containers}  passed {s.passed}  rejected {s.rejected}  yield {s.yield_:.2%}")
     sections = [("rejects by reason", s.by_reason), ("rejects by class", s.by_class),
                 ("rejects by camera", s.by_camera), ("missing views by camera", s.missing_by_camera),

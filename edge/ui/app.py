@@ -133,7 +133,7 @@ def counters_context(station: Station) -> dict:
     shift, shift_counts, hour_counts = station.tally.snapshot(datetime.now(timezone.utc))
     return {"shift_start": shift, "shift": shift_counts, "hour": hour_counts,
             "model_version": station.feed.model_version or station.registry.active_version(),
-            "last_decision": station.feed.last_decision}
+            "last_decision": station.feed.last_decision, "spc_alarms": station.tally.spc_alarms}
 
 
 @requires("authenticated", redirect="login")

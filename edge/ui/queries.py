@@ -7,11 +7,14 @@ against the writer (SQLite WAL: readers never block it anyway).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import selectinload
 
-from storage.db import STORED, Container, Database, View
+from storage.db import STORED, Container, Database, Event, View
+
+SPC_ALARM = "spc alarm"  # the event kind the storage writer gives control-chart alarms (pipeline/writer.py)
 
 
 @dataclass
@@ -51,3 +54,11 @@ def review_queue(db: Database, limit: int = 50) -> list[Container]:
     with db.session() as session:
         return list(session.scalars(select(Container).where(unreviewed)
                                     .order_by(Container.t_gate.desc()).limit(limit)))
+
+
+def spc_alarms(db: Database, since: datetime, line_id: str, limit: int = 20) -> list[tuple[datetime, str]]:
+    """The newest control-chart alarms since `since`: (time, what the chart says)."""
+    with db.session() as s:
+        return [(t, detail) for t, detail in s.execute(
+            select(Event.t, Event.detail).where(Event.kind == SPC_ALARM, Event.t >= since, Event.line_id == line_id)
+            .order_by(Event.t.desc()).limit(limit))]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+from edge.ui.queries import spc_alarms
 from storage.stats import line_stats
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Tally:
         self.minutes: dict[datetime, Counts] = {}
         self.base_shift, self.base_hour = Counts(), Counts()
         self.journal = RelayJournal(Path(data_dir) / "relay" / "outputs.jsonl")
+        self.spc_alarms: list[tuple[datetime, str]] = []  # this shift's control-chart alarms, newest first
 
     def add(self, decision: dict) -> bool:
         """Count a streamed decision; False if it was gated before T0 (the database counts it)."""
@@ -151,6 +153,7 @@ class Tally:
         self.base_shift = self._before_t0(db, shift)
         self.base_hour = self._before_t0(db, hour)
         self.journal.read(oldest)
+        self.spc_alarms = spc_alarms(db, shift, self.line_id)
         self.minutes = {m: c for m, c in self.minutes.items() if m >= oldest - timedelta(minutes=1)}
 
     def _before_t0(self, db, since: datetime) -> Counts:
