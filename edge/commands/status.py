@@ -25,7 +25,10 @@ def _by(samples, name: str, key: str, **match) -> dict[str, float]:
 
 def _quantile(samples, name: str, q: float) -> float | None:
     """From a Prometheus histogram's cumulative buckets: the bucket bound holding quantile q."""
-    buckets = sorted(((float(l["le"]), v) for l, v in samples.get(f"{name}_bucket", [])), key=lambda b: b[0])
+    counts: dict[float, float] = {}  # summed over the other labels (e.g. early and late)
+    for labels, v in samples.get(f"{name}_bucket", []):
+        counts[float(labels["le"])] = counts.get(float(labels["le"]), 0) + v
+    buckets = sorted(counts.items())
     if not buckets or buckets[-1][1] == 0:
         return None
     target = q * buckets[-1][1]
@@ -40,8 +43,8 @@ def summary(samples) -> list[str]:
     p50 = _quantile(samples, "edge_decision_latency_seconds", 0.5)
     p99 = _quantile(samples, "edge_decision_latency_seconds", 0.99)
     relay_p99 = _quantile(samples, "edge_relay_error_seconds", 0.99)
-    engine = samples.get("edge_engine_seconds_per_view_sum", [({}, 0)])[0][1]
-    engine_n = samples.get("edge_engine_seconds_per_view_count", [({}, 0)])[0][1]
+    engine = samples.get("edge_engine_view_seconds_sum", [({}, 0)])[0][1]
+    engine_n = samples.get("edge_engine_view_seconds_count", [({}, 0)])[0][1]
     models = [l["version"] for l, v in samples.get("edge_model_info", []) if v]
     fmt = lambda d: ", ".join(f"{k} {v:g}" for k, v in sorted(d.items())) or "none"  # noqa: E731
     return [
