@@ -5,9 +5,10 @@ engine is loaded, the relay port is open, the database is there) the station sta
 and only then does systemd hear READY=1. A stage that cannot start (a user error: exit
 code 3) fails the whole start with its alarm; the line never runs half-built.
 
-Watch: a stage that dies is restarted; the reject controller and the decision stage at
-once (they keep the ejector's time), the others with exponential back-off (0.5 s
-doubling to 30 s, reset after a minute of good running). The decision stage is told, so
+Watch: a stage that dies is restarted; the reject controller, the decision stage and the
+station at once (they keep the ejector's and the gate's time) unless they died before
+their first heartbeat, the others with exponential back-off (0.5 s doubling to 30 s,
+reset after a minute of good running). The decision stage is told, so
 the containers whose views died with it are rejected with reason "worker crashed" at
 their deadline instead of waiting. A running stage whose heartbeats stop for
 `pipeline.stall_s` is killed and restarted; a starting one has `pipeline.start_timeout_s`
@@ -43,7 +44,7 @@ from pipeline.stage import EXIT_USER_ERROR, main as stage_main
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 0.5, 30.0, 60.0
-IMMEDIATE = ("relay", "decision")  # restarted first and at once: the ejector does not wait
+IMMEDIATE = ("relay", "decision", "station")  # restarted first and at once: the ejector and the gate do not wait
 START_TIMEOUT_S = 300.0
 EXTEND_EVERY_S, EXTEND_BY_S = 10.0, 60.0  # EXTEND_TIMEOUT_USEC while starting (TimeoutStartSec=120)
 STATUS_EVERY_S = 5.0
@@ -287,14 +288,15 @@ class Supervisor:
                 metrics.RESTARTS.labels(stage.kind).inc()
                 if now - stage.started > BACKOFF_RESET_S:
                     stage.backoff = BACKOFF_START_S
+                # The gate and the ejector do not wait: those stages come back at once, unless
+                # they die as fast as they start (a cable pulled), which must not spin.
+                wait = 0.0 if stage.kind in IMMEDIATE and stage.beaten else stage.backoff
                 log.error("ALARM: %s (pid %d) died with exit code %s; restarting in %.1f s", stage.name,
-                          stage.process.pid, code, 0 if stage.kind in IMMEDIATE else stage.backoff)
+                          stage.process.pid, code, wait)
                 self.to_decision.send(codec.pack("crash", stage=stage.name, at_ns=time.monotonic_ns()),
                                       zmq.NOBLOCK)
-                if stage.kind in IMMEDIATE:  # they keep the ejector's time: no back-off
-                    stage.restart_at, stage.state = now, "restarting"
-                else:
-                    stage.restart_at, stage.state = now + stage.backoff, "restarting"
+                stage.restart_at, stage.state = now + wait, "restarting"
+                if wait:
                     stage.backoff = min(stage.backoff * 2, BACKOFF_MAX_S)
             self._health(now)
             if now - self._last_status >= STATUS_EVERY_S:
