@@ -5,8 +5,10 @@ a stand-in (no model: a marked view is a defect, so rejects are known) and the v
 small, so that the line's own plumbing, not inference, is what runs for hours.
 
 Prints gated / decided / recorded / pulsed / alarmed counts, silent misses, the longest gap
-between systemd watchdog pings, and each stage's memory after warm-up and at the end, with a
-JSON summary as the last line. Goals (issue 12): zero undecided, zero unrecorded, zero silent
+between systemd watchdog pings, and each process's memory after warm-up and at the end (a
+restarted stage: its latest process, after its own warm-up), with a JSON summary as the
+last line. Run it from a copy of the tree that nobody edits: a restarted stage imports the
+code on disk at that moment. Goals (issue 12): zero undecided, zero unrecorded, zero silent
 misses, memory growth under 10%, no watchdog gap longer than half of WatchdogSec.
 
     python -m bench.soak [--containers 50000] [--rate 20] [--kill-every 30 60] [--seed 1]
@@ -177,7 +179,7 @@ def soak(args) -> dict:
                             stderr=subprocess.STDOUT, start_new_session=True)
     rng = random.Random(args.seed)
     started = time.monotonic()
-    memory: dict[str, list] = {}  # name -> [pid, first MB, last MB] of its latest incarnation
+    memory: dict[str, list] = {}  # name -> [pid, seen since, MB after warm-up, last MB] of its latest incarnation
     kills: dict[str, int] = {}
     next_kill = started + rng.uniform(*args.kill_every)
     next_sample = started + args.warmup
@@ -192,9 +194,11 @@ def soak(args) -> dict:
                 mb = rss_mb(pid)
                 if mb is None:
                     continue
-                if memory.get(name, [None])[0] != pid:  # a new incarnation: measured from its start
-                    memory[name] = [pid, mb, mb]
-                memory[name][2] = mb
+                if memory.get(name, [None])[0] != pid:  # a new incarnation: measured after its own warm-up
+                    memory[name] = [pid, now, None, None]
+                if memory[name][2] is None and now - memory[name][1] >= args.warmup:
+                    memory[name][2] = mb
+                memory[name][3] = mb
         if now >= next_kill and now - started < expected_s - 10 and pids:
             next_kill = now + rng.uniform(*args.kill_every)
             victim = rng.choice([s for s in STAGES if s in pids])
@@ -216,8 +220,10 @@ def soak(args) -> dict:
         "containers": args.containers, "rate": args.rate, "wall_s": round(time.monotonic() - started, 1),
         "kills": kills, "exit_code": line.returncode, "watchdog_pings": len(pings),
         "longest_watchdog_gap_s": round(max(gaps), 2) if gaps else None, "watchdog_sec": WATCHDOG_SEC,
-        "memory_mb": {k: [round(a, 1), round(b, 1)] for k, (_, a, b) in memory.items()},
-        "memory_growth_pct": {k: round(100 * (b - a) / a, 1) for k, (_, a, b) in memory.items() if a},
+        "memory_mb": {k: [round(a, 1), round(b, 1)] for k, (_, _, a, b) in memory.items() if a},
+        "memory_growth_pct": {k: round(100 * (b - a) / a, 1) for k, (_, _, a, b) in memory.items() if a},
+        "memory_window_s": {k: round(time.monotonic() - t - args.warmup) for k, (_, t, a, _) in memory.items()
+                            if a},
         "data": str(tmp),
     })
     return result
@@ -248,7 +254,8 @@ def main() -> None:
     print(f"watchdog: {r['watchdog_pings']} pings, longest gap {r['longest_watchdog_gap_s']} s "
           f"(WatchdogSec {WATCHDOG_SEC}, goal under {WATCHDOG_SEC / 2:g} s)")
     for name, (a, b) in r["memory_mb"].items():
-        print(f"memory {name}: {a:.0f} -> {b:.0f} MB ({r['memory_growth_pct'].get(name, 0):+.1f}%)")
+        print(f"memory {name}: {a:.0f} -> {b:.0f} MB ({r['memory_growth_pct'][name]:+.1f}%) over the last "
+              f"{r['memory_window_s'][name]} s of its latest process (after {args.warmup:.0f} s warm-up)")
     print(json.dumps(r))
 
 
