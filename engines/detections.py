@@ -13,6 +13,9 @@ class Detections:
     scores: np.ndarray  # (N,) float32
     classes: np.ndarray  # (N,) int64 indices into `vocabulary`
     vocabulary: tuple[str, ...]  # the class names the engine was built with
+    # The per-class thresholds the engine kept these at (None: unknown, a stand-in engine),
+    # so that what the line counted can be recorded beside each detection.
+    thresholds: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -26,7 +29,12 @@ class Detections:
         return [self.vocabulary[i] for i in self.classes]
 
     def to_list(self) -> list[dict]:
-        """JSON-ready rows, for the pipeline's result messages and storage."""
-        return [{"class": self.vocabulary[c], "score": round(float(s), 5),
+        """JSON-ready rows, for the pipeline's result messages and storage (with each
+        detection's class threshold where the engine says which it applied)."""
+        rows = [{"class": self.vocabulary[c], "score": round(float(s), 5),
                  "box": [round(float(v), 2) for v in b]}
                 for b, s, c in zip(self.boxes, self.scores, self.classes)]
+        if self.thresholds is not None:
+            for row, c in zip(rows, self.classes):
+                row["threshold"] = round(float(self.thresholds[c]), 5)
+        return rows

@@ -35,7 +35,7 @@ def _decode_view(boxes: np.ndarray, scores: np.ndarray, letterbox: Letterbox,
                  max_det: int) -> Detections:
     anchors, classes = np.nonzero(scores >= thresholds)  # NaN scores never pass
     if len(anchors) == 0:
-        return Detections.empty(vocabulary)
+        return Detections.empty(vocabulary)  # no rows: no threshold to record
     conf = scores[anchors, classes].astype(np.float32)
     if len(conf) > MAX_CANDIDATES:
         top = np.argpartition(-conf, MAX_CANDIDATES)[:MAX_CANDIDATES]
@@ -49,4 +49,4 @@ def _decode_view(boxes: np.ndarray, scores: np.ndarray, letterbox: Letterbox,
                       np.int64).reshape(-1)
     keep = keep[np.argsort(-conf[keep], kind="stable")][:max_det]
     return Detections(letterbox.to_view(xyxy[keep]), conf[keep], classes[keep].astype(np.int64),
-                      vocabulary)
+                      vocabulary, thresholds)

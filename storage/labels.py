@@ -27,24 +27,34 @@ from storage.errors import StorageError
 from storage.files import MAX_PIXELS, OutsideRoot, inside, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-# Stems like 000123_v4 (the batch and synth naming) carry the container and the view.
-_STEM = re.compile(r"^(\d+)_v(\d)$")
+# Names carry the view they show, anywhere in the name, since labelling tools prefix their
+# own (Label Studio uploads become "3f2a9c1e-c4_v0.jpg"): c<container id>_v<view> as
+# `edge samples export` writes them, or <seq>_v<view> as captured batches and `edge synth` do.
+_BY_ID = re.compile(r"(?<![0-9A-Za-z])c(\d+)_v([0-5])(?![0-9])")
+_BY_SEQ = re.compile(r"(?<![0-9A-Za-z])(\d+)_v([0-5])(?![0-9])")
 
 
 @dataclass
 class LabelledImage:
     file: str  # path relative to the dataset root, "/"-separated
-    width: int
+    width: int  # 0 with height 0: the label file does not say (the stored view will)
     height: int
-    boxes: np.ndarray  # (N, 4) float32 xyxy pixels
+    boxes: np.ndarray  # (N, 4) float32 xyxy pixels; fractions of the image when `normalised`
     classes: list[str]
     container_seq: int | None = None
     view: int | None = None
+    container_id: int | None = None  # the database row (`edge samples export` names and fields)
+    scores: list[float] | None = None  # a detector's pre-annotations carry their scores
+    normalised: bool = False  # YOLO boxes of an image that did not come with the labels
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         if len(self.classes) != len(self.boxes):
             raise ValueError(f"{self.file}: {len(self.boxes)} boxes but {len(self.classes)} classes")
+
+    @property
+    def sized(self) -> bool:
+        return self.width > 0 and self.height > 0
 
 
 @dataclass
@@ -73,7 +83,7 @@ def _check_classes(images: list[LabelledImage], classes: list[str]) -> None:
             raise ValueError(f"{image.file}: classes {sorted(unknown)} not in {classes}")
 
 
-def _fit_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int,
+def fit_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int,
              where: str, skipped: list[str]) -> tuple[float, float, float, float] | None:
     """Validate one xyxy box against its image; clip if partly outside, None if unusable."""
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
@@ -110,16 +120,72 @@ def _check_image_file(path: Path, width: int, height: int, where: str, skipped: 
     return True
 
 
-def _seq_view(file: str) -> tuple[int | None, int | None]:
-    match = _STEM.match(Path(file).stem)
-    return (int(match[1]), int(match[2])) if match else (None, None)
+def name_identity(file: str) -> tuple[int | None, int | None, int | None]:
+    """(container id, container seq, view) a file name carries, each None where it does not."""
+    stem = Path(file).stem
+    match = _BY_ID.search(stem)
+    if match:
+        return int(match[1]), None, int(match[2])
+    match = _BY_SEQ.search(stem)
+    return (None, int(match[1]), int(match[2])) if match else (None, None, None)
+
+
+def identified(image: LabelledImage) -> LabelledImage:
+    """Fill container id / seq / view from the file name where no field gave them."""
+    container_id, seq, view = name_identity(image.file)
+    if image.container_id is None and image.container_seq is None and view is not None:
+        image.container_id, image.container_seq = container_id, seq
+        image.view = view if image.view is None else image.view
+    return image
+
+
+def container_key(image: LabelledImage) -> tuple[str, int | str]:
+    """Which container a view belongs to: its database id, else its seq, else itself alone."""
+    if image.container_id is not None:
+        return "id", image.container_id
+    if image.container_seq is not None:
+        return "seq", image.container_seq
+    return "view", image.file
+
+
+def grouping(images: list[LabelledImage]) -> tuple[str, bool]:
+    """One line saying how views were grouped into containers, and whether any view stands
+    alone because neither a field nor its name says which container it shows."""
+    kinds = [container_key(image)[0] for image in images]
+    containers = len({container_key(image) for image in images})
+    how = [f"{kinds.count(kind)} by {what}" for kind, what in
+           (("id", "container id"), ("seq", "container seq"),
+            ("view", "nothing (no container_id/container_seq field, no c<id>_v<view> or <seq>_v<view> "
+                     "name): each its own container")) if kinds.count(kind)]
+    return f"grouping: {len(images)} views into {containers} containers; {', '.join(how)}", "view" in kinds
+
+
+def with_size(image: LabelledImage, width: int, height: int, skipped: list[str]) -> LabelledImage:
+    """`image` with the size of its stored view: normalised boxes scaled to it, every box
+    checked against it (what cannot be used is named in `skipped` and left out)."""
+    scale = np.array([width, height, width, height], np.float32) if image.normalised else 1.0
+    boxes, names, scores = [], [], []
+    for i, (box, name) in enumerate(zip((image.boxes * scale).tolist(), image.classes)):
+        fitted = fit_box(*box, width, height, f"{image.file}", skipped)
+        if fitted is not None:
+            boxes.append(fitted)
+            names.append(name)
+            scores.append(image.scores[i] if image.scores else None)
+    return LabelledImage(file=image.file, width=width, height=height, boxes=np.asarray(boxes, np.float32),
+                         classes=names, container_seq=image.container_seq, view=image.view,
+                         container_id=image.container_id, scores=scores if image.scores else None)
 
 
 # ---------------------------------------------------------------------------- COCO
 
 
 def write_coco(path: Path, images: list[LabelledImage], classes: list[str]) -> None:
-    """One COCO JSON; category ids start at 1 in `classes` order; boxes as [x, y, w, h]."""
+    """One COCO JSON; category ids start at 1 in `classes` order; boxes as [x, y, w, h].
+
+    Each image names its container (`container_id`, `container_seq`) and `view`; a
+    pre-annotation's score is kept as `score` (the COCO results field) and as a CVAT
+    attribute (`attributes.score`), so a labeller can sort and filter by it.
+    """
     path = Path(path)
     _check_classes(images, classes)
     category_id = {name: i + 1 for i, name in enumerate(classes)}
@@ -127,15 +193,20 @@ def write_coco(path: Path, images: list[LabelledImage], classes: list[str]) -> N
     for image_id, image in enumerate(images, start=1):
         coco_images.append({
             "id": image_id, "file_name": image.file, "width": int(image.width),
-            "height": int(image.height), "container_seq": image.container_seq, "view": image.view,
+            "height": int(image.height), "container_id": image.container_id,
+            "container_seq": image.container_seq, "view": image.view,
         })
-        for box, name in zip(image.boxes.tolist(), image.classes):
+        for i, (box, name) in enumerate(zip(image.boxes.tolist(), image.classes)):
             x1, y1, x2, y2 = box
-            annotations.append({
+            annotation = {
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id[name],
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                 "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0,
-            })
+            }
+            if image.scores:
+                score = round(float(image.scores[i]), 4)
+                annotation.update(score=score, attributes={"score": score})
+            annotations.append(annotation)
     document = {
         "info": {"description": "glass-edge labelled images", "version": "1"},
         "images": coco_images, "annotations": annotations,
@@ -181,14 +252,18 @@ def _coco_categories(document: dict, skipped: list[str]) -> dict[int, str]:
     return names
 
 
-def read_coco(path: Path, check_images: bool = False) -> LabelSet:
-    """Read a COCO JSON; image files are relative to its folder.
+def read_coco(path: Path, check_images: bool = False, images_root: Path | None = None,
+              allow_unsized: bool = False) -> LabelSet:
+    """Read a COCO JSON; image files are relative to `images_root` (default: its folder).
 
     `check_images` decodes every image (slow) to catch missing, corrupt or wrong-sized
-    files. A missing or unparsable JSON file raises StorageError; anything wrong inside
-    it is reported in `skipped` and left out.
+    files. `allow_unsized` keeps images whose width and height are null (Label Studio
+    leaves them null for an image without boxes when the export has no image files): an
+    import takes their size from the stored view. A missing or unparsable JSON file
+    raises StorageError; anything wrong inside it is reported in `skipped` and left out.
     """
     path = Path(path)
+    root = Path(images_root) if images_root is not None else path.parent
     document = _load_json(path)
     skipped: list[str] = []
     category_names = _coco_categories(document, skipped)
@@ -198,29 +273,31 @@ def read_coco(path: Path, check_images: bool = False) -> LabelSet:
     for entry in document["images"]:
         try:
             image_id, file = int(entry["id"]), str(entry["file_name"])
-            width, height = int(entry["width"]), int(entry["height"])
-            seq, view = (None if entry.get(key) is None else int(entry[key]) for key in ("container_seq", "view"))
-        except (KeyError, TypeError, ValueError, OverflowError):
+            unsized = allow_unsized and entry.get("width") is None and entry.get("height") is None
+            width, height = (0, 0) if unsized else (int(entry["width"]), int(entry["height"]))
+            container_id, seq, view = (None if entry.get(key) is None else int(entry[key])
+                                       for key in ("container_id", "container_seq", "view"))
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
             skipped.append(f"image {entry!r}: needs id, file_name, width and height (and integer "
-                           "container_seq and view where given); skipped")
+                           "container_id, container_seq and view where given); skipped")
             continue
         where = f"image {image_id} ({file})"
         try:
-            full = inside(path.parent, file)
+            full = inside(root, file)
         except OutsideRoot as exc:
             skipped.append(f"{file} ({exc}; image {image_id} and its boxes skipped)")
             continue
         if image_id in by_id:
             skipped.append(f"{where}: duplicate image id (first is {by_id[image_id].file}); skipped")
             continue
-        if not (0 < width and 0 < height and width * height <= MAX_PIXELS):
+        if not unsized and not (0 < width and 0 < height and width * height <= MAX_PIXELS):
             skipped.append(f"{where}: size {width}x{height} is not positive or beyond {MAX_PIXELS} pixels; skipped")
             continue
         if check_images and not _check_image_file(full, width, height, where, skipped):
             continue
-        by_id[image_id] = LabelledImage(
+        by_id[image_id] = identified(LabelledImage(
             file=file, width=width, height=height, boxes=np.zeros((0, 4), np.float32), classes=[],
-            container_seq=seq, view=view)
+            container_seq=seq, view=view, container_id=container_id))
 
     boxes: dict[int, list] = {image_id: [] for image_id in by_id}
     names: dict[int, list[str]] = {image_id: [] for image_id in by_id}
@@ -245,7 +322,8 @@ def read_coco(path: Path, check_images: bool = False) -> LabelSet:
         if cid not in category_names:
             skipped.append(f"{where}: unknown class (category id {cid}); skipped")
             continue
-        box = _fit_box(x, y, x + w, y + h, image.width, image.height, where, skipped)
+        box = (fit_box(x, y, x + w, y + h, image.width, image.height, where, skipped) if image.sized
+               else (x, y, x + w, y + h))  # checked against the stored view's size on import
         if box is not None:
             boxes[image_id].append(box)
             names[image_id].append(category_names[cid])
@@ -255,7 +333,7 @@ def read_coco(path: Path, check_images: bool = False) -> LabelSet:
         image.boxes = np.asarray(boxes[image_id], np.float32).reshape(-1, 4)
         image.classes = names[image_id]
         images.append(image)
-    return LabelSet(root=path.parent, images=images, classes=classes, skipped=skipped)
+    return LabelSet(root=root, images=images, classes=classes, skipped=skipped)
 
 
 # ---------------------------------------------------------------------------- YOLO
@@ -340,58 +418,87 @@ def _parse_yolo_line(line: str, classes: list[str], width: int, height: int, whe
         return None
     x1, x2 = (cx - w / 2) * width, (cx + w / 2) * width
     y1, y2 = (cy - h / 2) * height, (cy + h / 2) * height
-    box = _fit_box(x1, y1, x2, y2, width, height, where, skipped)
+    box = fit_box(x1, y1, x2, y2, width, height, where, skipped)
     return None if box is None else (box, classes[index])
 
 
 def read_yolo(root: Path, check_images: bool = False) -> LabelSet:
-    """Read classes.txt, labels/*.txt and the images beside them (images/<stem>.<ext>).
-
-    YOLO files hold no image size, so each image's size is read from its file header.
-    An image without a label file has no defects; a label file without an image is
-    reported. `check_images` also decodes every image to catch corrupt files.
-    """
+    """Read classes.txt, labels/*.txt and the images beside them (images/<stem>.<ext>)."""
     root = Path(root)
+    classes = read_class_names(root, "classes.txt")
+    return read_yolo_folders(root, classes, [("images" if (root / "images").is_dir() else ".", "labels")],
+                             check_images)
+
+
+def read_class_names(root: Path, name: str) -> list[str]:
+    """One class name per line (classes.txt, CVAT's obj.names), the file inside `root`."""
     try:
-        classes_file = inside(root, "classes.txt")
+        classes_file = inside(root, name)
     except OutsideRoot as exc:
-        raise StorageError(f"{root / 'classes.txt'}: {exc}") from None
+        raise StorageError(f"{root / name}: {exc}") from None
     if not classes_file.is_file():
         raise StorageError(f"{classes_file} does not exist: a YOLO dataset needs one class name per line")
     try:
-        classes = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise StorageError(f"{classes_file}: not readable as UTF-8 text ({exc})") from None
-    skipped: list[str] = []
-    image_files = _yolo_files(root, "images" if (root / "images").is_dir() else ".", IMAGE_SUFFIXES, skipped)
-    label_files = _yolo_files(root, "labels", (".txt",), skipped)
-    for stem in sorted(set(label_files) - set(image_files)):
-        skipped.append(f"labels/{stem}.txt: no image file {stem}.* beside it; skipped")
 
+
+def read_yolo_folders(root: Path, classes: list[str], folders: list[tuple[str, str]],
+                      check_images: bool = False, allow_unsized: bool = False) -> LabelSet:
+    """YOLO label files paired with images by stem, per (image folder, label folder) under root.
+
+    YOLO files hold no image size, so each image's size is read from its file header.
+    An image without a label file has no defects. A label file without an image is
+    reported, or with `allow_unsized` kept with its boxes normalised (Label Studio and
+    CVAT export labels without images; an import sizes them from the stored view).
+    `check_images` also decodes every image to catch corrupt files.
+    """
+    root = Path(root)
+    skipped: list[str] = []
     images = []
-    for stem, (rel, file) in image_files.items():
-        size = _image_size(file)
-        if size is None:
-            skipped.append(f"image {rel}: cannot be read; skipped")
-            continue
-        width, height = size
-        if check_images and not _check_image_file(file, width, height, f"image {rel}", skipped):
-            continue
-        boxes, names = [], []
-        try:
-            lines = label_files[stem][1].read_text(encoding="utf-8").splitlines() if stem in label_files else []
-        except (OSError, UnicodeDecodeError) as exc:
-            skipped.append(f"labels/{stem}.txt: not readable as UTF-8 text ({exc}); its boxes skipped")
-            lines = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
+    for image_folder, label_folder in folders:
+        image_files = _yolo_files(root, image_folder, IMAGE_SUFFIXES, skipped)
+        label_files = _yolo_files(root, label_folder, (".txt",), skipped)
+        for stem in sorted(set(label_files) - set(image_files)):
+            if allow_unsized:
+                boxes, names = _yolo_boxes(label_files[stem], classes, 1, 1, skipped)
+                images.append(identified(LabelledImage(
+                    file=(Path(image_folder) / f"{stem}.png").as_posix(), width=0, height=0, boxes=boxes, classes=names,
+                    normalised=True)))
+            else:
+                skipped.append(f"{label_files[stem][0]}: no image file {stem}.* beside it; skipped")
+        for stem, (rel, file) in image_files.items():
+            size = _image_size(file)
+            if size is None:
+                skipped.append(f"image {rel}: cannot be read; skipped")
                 continue
-            parsed = _parse_yolo_line(line, classes, width, height, f"labels/{stem}.txt line {number}", skipped)
-            if parsed is not None:
-                boxes.append(parsed[0])
-                names.append(parsed[1])
-        seq, view = _seq_view(rel)
-        images.append(LabelledImage(file=rel, width=width, height=height,
-                                    boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-                                    classes=names, container_seq=seq, view=view))
+            width, height = size
+            if check_images and not _check_image_file(file, width, height, f"image {rel}", skipped):
+                continue
+            boxes, names = _yolo_boxes(label_files.get(stem), classes, width, height, skipped)
+            images.append(identified(LabelledImage(file=rel, width=width, height=height, boxes=boxes,
+                                                    classes=names)))
     return LabelSet(root=root, images=images, classes=classes, skipped=skipped)
+
+
+def _yolo_boxes(label_file: tuple[str, Path] | None, classes: list[str], width: int, height: int,
+                skipped: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The boxes of one label file (none without one), in pixels of a width x height image."""
+    if label_file is None:
+        return np.zeros((0, 4), np.float32), []
+    rel, file = label_file
+    boxes, names = [], []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        skipped.append(f"{rel}: not readable as UTF-8 text ({exc}); its boxes skipped")
+        lines = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parsed = _parse_yolo_line(line, classes, width, height, f"{rel} line {number}", skipped)
+        if parsed is not None:
+            boxes.append(parsed[0])
+            names.append(parsed[1])
+    return np.asarray(boxes, np.float32).reshape(-1, 4), names

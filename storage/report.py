@@ -20,6 +20,7 @@ from jinja2 import Environment
 from sqlalchemy import func, select
 
 from storage.db import STORED, Container, Database, Detection, Event, ModelVersion, View
+from storage.draw import Mark, draw
 from storage.files import OutsideRoot, inside, read_image
 from storage.spc import Alarm, SpcMonitor
 from storage.spc_history import seeded_monitor, stored_samples
@@ -97,8 +98,9 @@ def _examples(db: Database, data_dir: Path, mould: str, since: datetime, until: 
                    Container.reason == "defect", Container.t_gate >= since, Container.t_gate < until,
                    View.image_state == STORED, View.id.in_(select(Detection.view_id)))
             .order_by(Container.t_gate.desc()).limit(IMAGES_PER_CAVITY)).all()
-        boxes = {view_id: s.execute(select(Detection.x1, Detection.y1, Detection.x2, Detection.y2)
-                                    .where(Detection.view_id == view_id)).all() for view_id, *_ in rows}
+        boxes = {view_id: [Mark(d.box, d.class_name, d.score) for d in
+                           s.scalars(select(Detection).where(Detection.view_id == view_id))]
+                 for view_id, *_ in rows}
     out = []
     for view_id, seq, camera_id, image_file in rows:
         try:
@@ -107,10 +109,9 @@ def _examples(db: Database, data_dir: Path, mould: str, since: datetime, until: 
             continue
         if image is None:
             continue
-        for x1, y1, x2, y2 in boxes[view_id]:
-            cv2.rectangle(image, (int(x1), int(y1)), (int(x2), int(y2)), (43, 57, 192), 3)
         scale = THUMB_WIDTH / image.shape[1]
         thumb = cv2.resize(image, (THUMB_WIDTH, int(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        thumb = draw(thumb, boxes[view_id], scale=scale)
         ok, jpeg = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok:
             out.append(Example(mould, seq, camera_id,

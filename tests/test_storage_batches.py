@@ -137,9 +137,10 @@ def test_yolo_and_cvat_exports(line, tmp_path):
     edge("samples", "export", "--config", line, "--format", "cvat", "--out", tmp_path / "cvat",
          "--since", synthetic.container(10).t_gate.isoformat())
     root = ET.parse(tmp_path / "cvat" / "annotations.xml").getroot()
-    assert [lb.text for lb in root.iter("name")] == CLASSES
-    images = root.findall("image")
-    assert len(images) == 6 and all((tmp_path / "cvat" / i.get("name")).is_file() for i in images)
+    assert [lb.text for lb in root.iterfind("meta/task/labels/label/name")] == CLASSES
+    images = root.findall("image")  # named inside images/, as CVAT and datumaro look them up
+    assert len(images) == 6 and all("/" not in i.get("name") for i in images)
+    assert all((tmp_path / "cvat" / "images" / i.get("name")).is_file() for i in images)
 
 
 def test_bad_batch_is_reported_and_the_rest_proceeds(line, tmp_path):

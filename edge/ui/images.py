@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from storage.draw import Mark, draw
+
 THUMB_WIDTH = 200
-RED, ORANGE = (40, 40, 230), (0, 165, 255)  # BGR: rejecting, below threshold
 
 
 def inside(data_dir: Path, relative: str) -> Path | None:
@@ -20,17 +22,15 @@ def inside(data_dir: Path, relative: str) -> Path | None:
     return None
 
 
-def thumbnail(path: Path, boxes: list[tuple[list[float], bool]]) -> bytes | None:
-    """A small JPEG of the view with its boxes (red where they reject), or None if unreadable."""
+def thumbnail(path: Path, marks: list[Mark], vocabulary: Sequence[str] = ()) -> bytes | None:
+    """A small JPEG of the view with its boxes (storage/draw.py: tagged where they reject, thin
+    where below their threshold), or None if unreadable."""
     pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if pixels is None:
         return None
     scale = THUMB_WIDTH / pixels.shape[1]
     small = cv2.resize(pixels, (THUMB_WIDTH, max(1, round(pixels.shape[0] * scale))), interpolation=cv2.INTER_AREA)
-    for box, rejecting in boxes:
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in box)
-        cv2.rectangle(small, (x1, y1), (x2, y2), RED if rejecting else ORANGE, 2 if rejecting else 1)
-    ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    ok, jpeg = cv2.imencode(".jpg", draw(small, marks, vocabulary, scale), [cv2.IMWRITE_JPEG_QUALITY, 80])
     return jpeg.tobytes() if ok else None
 
 

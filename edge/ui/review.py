@@ -47,12 +47,12 @@ def save_verdict(db: Database, data_dir: Path, storage: StorageConfig, view_id: 
         found = session.get(View, view_id)
         if found is None or found.image_state != STORED:
             raise StorageError(f"view {view_id} has no stored image to label")
-        file = found.image_file
-        name = f"c{found.container_id}_v{found.view}.png"  # the name the import path matches on
+        file, container_id, view = found.image_file, found.container_id, found.view
     size = image_size(Path(data_dir) / file)
     if size is None:
         raise StorageError(f"view {view_id}: image {file} cannot be read")
-    image = LabelledImage(file=name, width=size[0], height=size[1], boxes=coords, classes=names)
+    image = LabelledImage(file=f"c{container_id}_v{view}.png", width=size[0], height=size[1], boxes=coords,
+                          classes=names, container_id=container_id, view=view)
     skipped: list[str] = []
     stored = _import_one(db, ImageStore(Path(data_dir), storage), Path(data_dir), image,
                          set(classes) | set(names), f"ui:{user}:{verdict}", skipped)

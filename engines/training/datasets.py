@@ -19,7 +19,7 @@ import torch
 
 from engines.errors import EngineError
 from storage.errors import StorageError
-from storage.labels import LabelledImage, LabelSet, read_coco, read_yolo
+from storage.labels import LabelledImage, LabelSet, container_key, read_coco, read_yolo
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,13 @@ def restrict(labels: LabelSet, vocabulary: list[str] | tuple[str, ...],
 
 def split_containers(labels: LabelSet, share: float, seed: int = 0) -> tuple[LabelSet, LabelSet]:
     """Hold out `share` of the containers (all views of one container on the same side)."""
-    def key(i: int, image: LabelledImage):
-        return image.container_seq if image.container_seq is not None else f"image{i}"
-
-    keys = sorted({key(i, im) for i, im in enumerate(labels.images)}, key=str)
+    keys = sorted({container_key(im) for im in labels.images}, key=str)
     rng = np.random.default_rng(seed)
     held = set(rng.permutation(len(keys))[:max(1, round(share * len(keys)))].tolist())
     held_keys = {keys[i] for i in held}
     a, b = [], []
-    for i, image in enumerate(labels.images):
-        (b if key(i, image) in held_keys else a).append(image)
+    for image in labels.images:
+        (b if container_key(image) in held_keys else a).append(image)
     return replace(labels, images=a), replace(labels, images=b)
 
 

@@ -1,7 +1,9 @@
 """How good a model is, in the two languages that matter: COCO AP and the line's decisions.
 
 COCO figures come from pycocotools itself (no hand-written mAP). The line figures
-group views into containers, because the line rejects containers: a container is
+group views into containers (storage.labels.container_key: container_id fields or
+c<id>_v<view> names, else container_seq fields or <seq>_v<view> names, else each view
+alone, which is warned about), because the line rejects containers: a container is
 defective when any of its views holds a labelled defect, and it is rejected when any
 view has a detection at or above its class threshold.
   escape rate       = defective containers passed / defective containers
@@ -22,7 +24,7 @@ import numpy as np
 
 from engines.detections import Detections
 from engines.training.datasets import read_image
-from storage.labels import LabelSet
+from storage.labels import LabelSet, container_key, grouping
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,14 @@ class Containers:
     @classmethod
     def build(cls, labels: LabelSet, detections: list[Detections], vocabulary: tuple[str, ...]) -> "Containers":
         keys: dict = {}
-        for i, image in enumerate(labels.images):
-            keys.setdefault(image.container_seq if image.container_seq is not None else ("image", i), len(keys))
+        for image in labels.images:
+            keys.setdefault(container_key(image), len(keys))
         defective = np.zeros(len(keys), bool)
         scores = np.zeros((len(keys), len(vocabulary)), np.float32)
         names = set(vocabulary)
         index = {name: k for k, name in enumerate(vocabulary)}
-        for i, (image, dets) in enumerate(zip(labels.images, detections)):
-            c = keys[image.container_seq if image.container_seq is not None else ("image", i)]
+        for image, dets in zip(labels.images, detections):
+            c = keys[container_key(image)]
             defective[c] |= any(name in names for name in image.classes)
             for score, name in zip(dets.scores.tolist(), dets.names()):
                 if name in index:
@@ -190,11 +192,14 @@ def evaluate(predict: Predict, labels: LabelSet, vocabulary: tuple[str, ...], *,
              configured: dict[str, float] | None = None, default_threshold: float = 0.5,
              target_fr: float = 0.01, batch: int = 4, progress: bool = False) -> tuple[dict, Containers]:
     """COCO and line metrics of one model on one labelled set, from the same predictions."""
+    grouped, views_alone = grouping(labels.images)
+    if views_alone:
+        log.warning("%s: the escape and false-reject rates count those views as containers", grouped)
     detections = predict_all(predict, labels, batch=batch, progress=progress)
     containers = Containers.build(labels, detections, vocabulary)
     metrics = {**coco_metrics(labels, detections, vocabulary),
                **line_metrics(containers, vocabulary, configured or {}, default_threshold, target_fr),
-               "images": len(labels.images), "vocabulary": list(vocabulary)}
+               "images": len(labels.images), "vocabulary": list(vocabulary), "grouping": grouped}
     return metrics, containers
 
 
@@ -209,6 +214,8 @@ def format_report(metrics: dict) -> list[str]:
     for name, ap in metrics["per_class"].items():
         lines.append(f"  {name:<24} AP {'n/a (no boxes)' if ap is None else f'{ap:.3f}'}")
     conf, tgt = metrics["configured"], metrics["at_target"]
+    if "grouping" in metrics:
+        lines.append(metrics["grouping"])
     lines.append(f"containers: {conf['defective_containers']} defective, {conf['good_containers']} good")
     lines.append(f"at configured thresholds: escape {pct(conf['escape_rate'])}, "
                  f"false reject {pct(conf['false_reject_rate'])}")
