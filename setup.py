@@ -48,7 +48,10 @@ setup(
         # Replaces onnxruntime (same module): `pip uninstall onnxruntime` first.
         "gpu-ort": ["onnxruntime-gpu>=1.17"],
         "postgres": ["psycopg[binary]>=3.1"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "selenium>=4.20", "hypothesis>=6.100"],
+        # label-studio-converter: Label Studio's own COCO/YOLO export code, to make its layouts in
+        # tests/test_labels_roundtrip.py (pandas and nltk come with it: tests only).
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "selenium>=4.20", "hypothesis>=6.100",
+                 "label-studio-converter>=0.0.59"],
     },
     entry_points={"console_scripts": ["edge=edge.cli:main"]},
 )

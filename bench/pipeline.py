@@ -30,7 +30,7 @@ import yaml  # noqa: E402
 
 from camera.frame import Frame  # noqa: E402
 from engines.detections import Detections  # noqa: E402
-from storage.registry import DEFAULT_MODEL, SHIPPED  # noqa: E402
+from engines.registry import DEFAULT_MODEL, SHIPPED  # noqa: E402
 
 VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
 LINE_VIEWS_S = 60.0  # a 10 containers/s line

@@ -2,7 +2,7 @@
 
 Simulates an IS machine's containers through storage/spc.py's SpcMonitor, the code the
 storage writer runs: every container a Bernoulli defect draw (a defective one gets one of
-five defect classes), moulds delivered round-robin (camera/moulds.py).
+five defect classes), moulds delivered round-robin (storage/moulds.py).
 
 1. In control: every cavity at the same defect share, `--in-control` containers after
    the baseline; prints false alarms per 10,000 containers (cavity charts, class charts).
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from camera.moulds import delivered
+from storage.moulds import delivered
 from storage.spc import SpcMonitor, sample
 
 CLASSES = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")

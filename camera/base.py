@@ -9,7 +9,6 @@ cameras never loads the pylon runtime.
 
 from __future__ import annotations
 
-import importlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from camera.errors import CameraError
+from storage.plugins import Plugins
 
 
 @dataclass
@@ -112,32 +112,17 @@ class Camera(ABC):
         return {"id": self.id, "driver": self.driver}
 
 
-DRIVERS: dict[str, type[Camera]] = {}
-
-
-def register(cls: type[Camera]) -> type[Camera]:
-    """Class decorator: make a driver selectable by its `driver` key."""
-    DRIVERS[cls.driver] = cls
-    return cls
-
-
-def camera_class(driver: str) -> type[Camera]:
-    if driver not in DRIVERS:
-        module = f"camera.drivers.{driver}"
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the driver exists, a package it needs does not
-                raise CameraError(f"camera driver {driver!r} cannot be loaded ({exc}); "
-                                  "install the camera extras: pip install glass-edge[camera]") from None
-    if driver not in DRIVERS:
-        raise CameraError(f"unknown camera driver {driver!r}; known: synthetic, pylon, genicam, batch")
-    return DRIVERS[driver]
+CAMERAS: Plugins[Camera] = Plugins("camera driver", {
+    "synthetic": "camera.drivers.synthetic:SyntheticCamera",
+    "pylon": "camera.drivers.pylon:PylonCamera",
+    "genicam": "camera.drivers.genicam:GenicamCamera",
+    "batch": "camera.drivers.batch:BatchCamera",
+}, CameraError, install="install the camera extras: pip install glass-edge[camera]")
 
 
 def build_camera(config) -> Camera:
     """The driver object for one camera config section (not opened yet)."""
-    return camera_class(config.driver)(config)
+    return CAMERAS.load(config.driver)(config)
 
 
 def monotonic_ns() -> int:

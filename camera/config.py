@@ -10,15 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from camera.moulds import parse_mould
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values never change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from storage.section import Section
+from storage.moulds import parse_mould
 
 
 class MachineConfig(Section):

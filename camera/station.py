@@ -128,7 +128,7 @@ class Station:
         `on_gate(container_seq, t_gate_ns)` is called at each gate event, before any of
         its frames, from the gate's thread (so it must be thread-safe): the decision can
         start the container's deadline even when every camera is late. A gate that knows the
-        container's mould adds `section=` and `cavity=` keywords (camera/moulds.py).
+        container's mould adds `section=` and `cavity=` keywords (storage/moulds.py).
         """
         self._on_gate = on_gate
         if self._started:

@@ -16,7 +16,7 @@ import click
 
 import edge.commands
 from camera.errors import CameraError
-from edge import __version__
+from edge import __version__, logs
 from edge.config import ConfigError
 from engines.errors import EngineError
 from pipeline.errors import PipelineError
@@ -52,11 +52,10 @@ class EdgeGroup(click.Group):
 
 @click.group(cls=EdgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge")
-@click.option("-v", "--verbose", is_flag=True, help="Debug log output.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug log output, libraries' (Alembic, ...) included.")
 def main(verbose: bool) -> None:
     """Inspect glass containers on a production line: cameras, RTVP detector, reject relay."""
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(logging.DEBUG if verbose else logging.INFO)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from camera.config import CameraConfig, GateConfig, MachineConfig, Section
-from camera.moulds import parse_mould
+from camera.config import CameraConfig, GateConfig, MachineConfig
+from storage.section import Section
+from storage.moulds import parse_mould
 from engines.config import EngineConfig
 from pipeline.config import PipelineConfig, RejectConfig
 from storage.config import SpcConfig, StorageConfig

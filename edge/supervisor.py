@@ -35,13 +35,25 @@ from typing import Any, Callable
 
 import zmq
 
+from edge import logs
 from edge.systemd import Notifier
 from pipeline import codec
 from pipeline.errors import PipelineError
 from pipeline.sockets import Endpoints, run_dir
-from pipeline.stage import EXIT_USER_ERROR, main as stage_main
+from pipeline import stage as stage_process
+from pipeline.stage import EXIT_USER_ERROR
 
 log = logging.getLogger(__name__)
+
+
+def run_stage(name: str, config_json: dict[str, Any], options: dict[str, Any]) -> None:
+    """A stage process's entry (multiprocessing target): logging and the config are the
+    application's, so they are set up here, and the stage itself runs in pipeline/stage.py."""
+    from edge.config import AppConfig
+
+    logs.setup(options.get("log_level", logging.INFO),
+               f"%(asctime)s %(levelname)s {name}[%(process)d] %(name)s: %(message)s")
+    stage_process.main(name, AppConfig.model_validate(config_json), options)
 
 BACKOFF_START_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 0.5, 30.0, 60.0
 IMMEDIATE = ("relay", "decision", "station")  # restarted first and at once: the ejector and the gate do not wait
@@ -76,8 +88,10 @@ class Stage:
 
 class Supervisor:
     def __init__(self, config, containers: int | None = None, options: dict | None = None,
-                 echo: Callable[[str], None] = log.info) -> None:
+                 echo: Callable[[str], None] = log.info, clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` (seconds) times heartbeats, start grace and restarts: tests pass their own."""
         self.config = config
+        self.clock = clock
         self.options = dict(options or {})
         self.options["containers"] = containers
         self.echo = echo
@@ -90,7 +104,7 @@ class Supervisor:
         self._config_json = config.model_dump(mode="json")
         self._last_status = 0.0
         self._last_ping = 0.0
-        self._views = (0, time.monotonic())
+        self._views = (0, clock())
         self._late_seen = 0
         self._bad_control = 0
 
@@ -137,7 +151,7 @@ class Supervisor:
         decided = stats.get("decided", 0)
         inferred = sum(self.total(s, "inferred") for s in self.stages.values() if s.kind == "worker")
         views, since = self._views
-        now = time.monotonic()
+        now = self.clock()
         rate = (inferred - views) / max(now - since, 1e-3)
         if not final:
             self._views = (inferred, now)
@@ -188,12 +202,12 @@ class Supervisor:
             if isinstance(value, int) and not isinstance(value, bool):
                 stage.carried[key] = stage.carried.get(key, 0) + value
         stage.stats, stage.beaten = {}, False
-        options = dict(self.options, log_level=logging.getLogger().getEffectiveLevel(),
+        options = dict(self.options, log_level=logs.own_level(),
                        restarted=stage.restarts > 0)
-        stage.process = self._mp.Process(target=stage_main, args=(stage.name, self._config_json, options),
+        stage.process = self._mp.Process(target=run_stage, args=(stage.name, self._config_json, options),
                                          name=stage.name)
         stage.process.start()
-        stage.started, stage.state, stage.restart_at, stage.last_beat = time.monotonic(), "starting", None, time.monotonic()
+        stage.started, stage.state, stage.restart_at, stage.last_beat = self.clock(), "starting", None, self.clock()
         self._write_pids()
         log.info("started %s (pid %d)", stage.name, stage.process.pid)
 
@@ -255,49 +269,16 @@ class Supervisor:
             stage = self.stages.get(msg["stage"])
             if stage is None or stage.process is None or msg["pid"] != stage.process.pid:
                 continue
-            stage.last_beat, stage.state, stage.beaten = time.monotonic(), msg["state"], True
+            stage.last_beat, stage.state, stage.beaten = self.clock(), msg["state"], True
             stage.stats = msg["stats"]
             error = stage.stats.get("error")
             stage.error = error if isinstance(error, str) else stage.error
 
     def _watch(self) -> None:
-        from pipeline import metrics
-
         while not self.shutdown_requested:
             self._receive(0.1)
-            now = time.monotonic()
-            for stage in sorted(self.stages.values(), key=lambda s: s.kind not in IMMEDIATE):
-                if stage.restart_at is not None:
-                    if now >= stage.restart_at:
-                        stage.restarts += 1
-                        self._spawn(stage)
-                    continue
-                if stage.alive():
-                    if self._silent(stage, now):
-                        log.error("ALARM: %s %s for %.0f s; killing it for a restart", stage.name,
-                                  "silent" if stage.beaten else "not started", now - stage.last_beat)
-                        stage.process.kill()
-                    continue
-                code = stage.process.exitcode
-                metrics.process_gone(stage.process.pid)
-                if stage.kind == "station" and code == 0:
-                    self.station_done = True
-                    log.info("station finished (%s containers)", self.options["containers"] or "all")
-                    self.shutdown_requested = True
-                    break
-                metrics.RESTARTS.labels(stage.kind).inc()
-                if now - stage.started > BACKOFF_RESET_S:
-                    stage.backoff = BACKOFF_START_S
-                # The gate and the ejector do not wait: those stages come back at once, unless
-                # they die as fast as they start (a cable pulled), which must not spin.
-                wait = 0.0 if stage.kind in IMMEDIATE and stage.beaten else stage.backoff
-                log.error("ALARM: %s (pid %d) died with exit code %s; restarting in %.1f s", stage.name,
-                          stage.process.pid, code, wait)
-                self.to_decision.send(codec.pack("crash", stage=stage.name, at_ns=time.monotonic_ns()),
-                                      zmq.NOBLOCK)
-                stage.restart_at, stage.state = now + wait, "restarting"
-                if wait:
-                    stage.backoff = min(stage.backoff * 2, BACKOFF_MAX_S)
+            now = self.clock()
+            self._tend(now)
             self._health(now)
             if now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
@@ -305,6 +286,44 @@ class Supervisor:
                 self.echo(line)
                 self.notifier.status(line)
                 self._warn_overload()
+
+    def _tend(self, now: float) -> None:
+        """One look at every stage: restart what is due, kill what is silent, schedule the
+        restart of what died (the gate's and the ejector's stages first and at once)."""
+        from pipeline import metrics
+
+        for stage in sorted(self.stages.values(), key=lambda s: s.kind not in IMMEDIATE):
+            if stage.restart_at is not None:
+                if now >= stage.restart_at:
+                    stage.restarts += 1
+                    self._spawn(stage)
+                continue
+            if stage.alive():
+                if self._silent(stage, now):
+                    log.error("ALARM: %s %s for %.0f s; killing it for a restart", stage.name,
+                              "silent" if stage.beaten else "not started", now - stage.last_beat)
+                    stage.process.kill()
+                continue
+            code = stage.process.exitcode
+            metrics.process_gone(stage.process.pid)
+            if stage.kind == "station" and code == 0:
+                self.station_done = True
+                log.info("station finished (%s containers)", self.options["containers"] or "all")
+                self.shutdown_requested = True
+                return
+            metrics.RESTARTS.labels(stage.kind).inc()
+            if now - stage.started > BACKOFF_RESET_S:
+                stage.backoff = BACKOFF_START_S
+            # The gate and the ejector do not wait: those stages come back at once, unless
+            # they die as fast as they start (a cable pulled), which must not spin.
+            wait = 0.0 if stage.kind in IMMEDIATE and stage.beaten else stage.backoff
+            log.error("ALARM: %s (pid %d) died with exit code %s; restarting in %.1f s", stage.name,
+                      stage.process.pid, code, wait)
+            self.to_decision.send(codec.pack("crash", stage=stage.name, at_ns=time.monotonic_ns()),
+                                  zmq.NOBLOCK)
+            stage.restart_at, stage.state = now + wait, "restarting"
+            if wait:
+                stage.backoff = min(stage.backoff * 2, BACKOFF_MAX_S)
 
     def _warn_overload(self) -> None:
         """Late-result rejects rising: the system, not the glass, is failing. Say so."""

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from camera.config import Section
+from storage.section import Section
 
 
 def _score(value: float) -> float:

@@ -1,4 +1,4 @@
-"""Messages between stages other than Frames (camera/frame.py owns those).
+"""Every message between stages: Frames (`frame_parts`, `frame_from_parts`) and the rest.
 
 Every message is a multipart ZeroMQ message whose first part is a JSON object with a
 `kind`; `image` messages add the pixel buffer as a second part. Anything can arrive on
@@ -26,6 +26,8 @@ import zmq
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter,
                       ValidationError, model_validator)
 from typing_extensions import TypeAliasType, TypedDict
+
+from camera.frame import Frame
 
 REASONS = (
     "parts",          # no part, a part that is not bytes, or a pixel buffer that does not match its shape
@@ -104,6 +106,9 @@ class Detection(Message):
     class_: Name = Field(alias="class")
     score: Annotated[Float, Field(ge=0, le=1)]
     box: Annotated[list[Float], Field(min_length=4, max_length=4)]  # x1 y1 x2 y2, view pixels
+    # The class threshold this score was compared with: the engine's in a view result, the
+    # one the decision applied in a decision (stored, and used by `edge samples export`).
+    threshold: Annotated[Float, Field(ge=0, le=1)] | None = None
 
 
 Detections = Annotated[list[Detection], Field(max_length=MAX_DETECTIONS)]
@@ -123,7 +128,7 @@ class Scheduled(Message):
         return self
 
 
-Moulds = Annotated[Int, Field(ge=1, le=99)]  # a section or cavity number (camera/moulds.py)
+Moulds = Annotated[Int, Field(ge=1, le=99)]  # a section or cavity number (storage/moulds.py)
 
 
 class Gate(Message):
@@ -377,6 +382,49 @@ def image_from_parts(msg: dict[str, Any], parts: Sequence[Any]) -> np.ndarray:
     if not isinstance(msg, dict):
         raise BadMessage("invalid", "image message: header is not a dict")
     return as_pixels(msg.get("shape"), parts[1])
+
+
+class FrameHeader(Message):
+    """station -> worker: the first part of a Frame (`frame_parts`), the pixels the second."""
+
+    container_seq: Seq
+    view: View
+    camera_id: Name
+    t_gate_ns: Nanos
+    t_capture_ns: Nanos
+    pixel_format: Name = "BGR8"
+    shape: Shape | None
+    missing: Text | None = None
+    meta: Values = {}
+
+
+def frame_header(frame: Frame) -> bytes:
+    shape = list(frame.pixels.shape) if frame.pixels is not None else None
+    return json.dumps({
+        "container_seq": frame.container_seq, "view": frame.view, "camera_id": frame.camera_id,
+        "t_gate_ns": frame.t_gate_ns, "t_capture_ns": frame.t_capture_ns,
+        "pixel_format": frame.pixel_format, "shape": shape, "missing": frame.missing, "meta": frame.meta,
+    }).encode()
+
+
+def frame_parts(frame: Frame) -> list:
+    """A Frame as a multipart message; the pixel buffer is passed as-is so ZeroMQ sends it without a copy."""
+    if frame.pixels is None:
+        return [frame_header(frame)]
+    return [frame_header(frame), np.ascontiguousarray(frame.pixels)]
+
+
+def frame_from_parts(parts: Sequence[Any]) -> Frame:
+    """Rebuild a Frame; BadMessage (a ValueError, which the worker counts) on a malformed one."""
+    head = validate(FrameHeader, header(parts), "frame")
+    pixels = None
+    if head["shape"] is not None:
+        if len(parts) != 2:
+            raise BadMessage("parts", f"frame: expected 2 parts, got {len(parts)}")
+        pixels = as_pixels(head["shape"], parts[1])
+    return Frame(container_seq=head["container_seq"], view=head["view"], camera_id=head["camera_id"],
+                 t_gate_ns=head["t_gate_ns"], t_capture_ns=head["t_capture_ns"], pixels=pixels,
+                 pixel_format=head["pixel_format"], missing=head["missing"], meta=head["meta"])
 
 
 def _count(parts: Any) -> str:

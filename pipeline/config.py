@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from camera.config import Section
+from storage.section import Section
 
 
 class CurveConfig(Section):

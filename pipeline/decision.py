@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from camera.frame import VIEWS
-from camera.moulds import mould_name
+from storage.moulds import mould_name
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,11 @@ class DecisionBook:
         self.open[key] = container
         return container
 
-    def _threshold(self, name: str) -> float:
-        return self.thresholds.get(name, self.default_threshold)
+    def _applied(self, detection: dict[str, Any]) -> float:
+        """The threshold a detection counts against: the engine's (it dropped anything below)
+        or this book's for its class, whichever is higher."""
+        own = self.thresholds.get(detection["class"], self.default_threshold)
+        return max(own, detection.get("threshold") or 0.0)
 
     def _decide(self, c: Container, now_ns: int) -> dict[str, Any]:
         del self.open[(c.seq, c.t_gate_ns)]
@@ -152,7 +155,8 @@ class DecisionBook:
                 camera_id, t_capture = msg.get("camera_id", ""), msg.get("t_capture_ns")
                 if msg.get("model_version"):
                     versions.add(msg["model_version"])
-            hits = [d for d in detections if d["score"] >= self._threshold(d["class"])]
+            detections = [{**d, "threshold": self._applied(d)} for d in detections]
+            hits = [d for d in detections if d["score"] >= d["threshold"]]
             if outcome == "inferred":
                 if hits:
                     reasons.add(DEFECT)

@@ -182,7 +182,7 @@ class StationStage:
                 self.notify(seq, frame, "missing", frame.missing or "missing")
                 return
             try:
-                self.frames.send_multipart(frame.parts(), zmq.NOBLOCK, copy=False)
+                self.frames.send_multipart(codec.frame_parts(frame), zmq.NOBLOCK, copy=False)
                 self.counts["sent"] += 1
                 self.metrics.FRAMES.labels("station", "sent", "").inc()
             except zmq.Again:

@@ -16,7 +16,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from camera.moulds import parse_mould
+from storage.moulds import parse_mould
 
 log = logging.getLogger(__name__)
 

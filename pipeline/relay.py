@@ -30,6 +30,7 @@ import serial
 
 from pipeline.errors import PipelineError
 from pipeline.pulses import Key, Pulse, PulseSchedule
+from storage.plugins import Plugins
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ class PlcOutput:
 
     timed = False
 
-    def __init__(self, config, dev) -> None:
+    def __init__(self, config, dev, schedule: PulseSchedule | None = None) -> None:
+        """`schedule` (what a restarted controller restored) is not used: the PLC keeps its own."""
         self.dev = dev
         self.template = config.message
         self.last_line = b""
@@ -234,3 +236,10 @@ def write_name(data_dir: Path, what: str, dev) -> None:
         path = Path(data_dir) / "run" / f"{what}.pty"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dev.name)
+
+
+# reject.driver -> output; both are built as cls(reject config, serial port, restored schedule).
+OUTPUTS: Plugins[TimedRelayOutput | PlcOutput] = Plugins("reject output", {
+    "relay": "pipeline.relay:TimedRelayOutput",
+    "plc": "pipeline.relay:PlcOutput",
+}, PipelineError)

@@ -36,7 +36,7 @@ from pipeline.journal import PulseJournal
 from pipeline.outbox import Outbox
 from pipeline.pulses import (ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, REMEMBER, Key, Pulse,
                              PulseSchedule)
-from pipeline.relay import PlcOutput, PtyPort, TimedRelayOutput, open_port, write_name
+from pipeline.relay import OUTPUTS, PtyPort, open_port, write_name
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,7 @@ class RejectController:
         self.audit = audit_logger(config.data_dir)
         self.state = PulseJournal(Path(config.data_dir) / "relay" / "state.journal", KEEP_NS)
         restored = PulseSchedule.restore(self.lead_ns, self.state.events, time.monotonic_ns())
-        self.output = (TimedRelayOutput(cfg, self.dev, restored.schedule) if cfg.driver == "relay"
-                       else PlcOutput(cfg, self.dev))
+        self.output = OUTPUTS.load(cfg.driver)(cfg, self.dev, restored.schedule)
         self.seen: OrderedDict[Key, None] = OrderedDict.fromkeys(restored.seen)
         self.overdue = restored.overdue
         self.inbox = ctx.endpoints.bind("relay_in", zmq.PULL)

@@ -1,9 +1,10 @@
 """What every stage process shares: config, logging, signals, sockets, heartbeats.
 
-A stage is started by the supervisor as `python -m pipeline.stage NAME` through
-multiprocessing (spawn), runs its loop while `ctx.running`, and reports a heartbeat
-(state + counters) to the supervisor at most every HEARTBEAT_S from that loop: a loop
-that hangs stops the heartbeats, which stops systemd's watchdog pings.
+A stage is started by the supervisor through multiprocessing (spawn: the process entry is
+`edge.supervisor.run_stage`, which sets up logging and the config, then calls `main`),
+runs its loop while `ctx.running`, and reports a heartbeat (state + counters) to the
+supervisor at most every HEARTBEAT_S from that loop: a loop that hangs stops the
+heartbeats, which stops systemd's watchdog pings.
 
 SIGTERM asks a stage to drain and exit 0; SIGINT is ignored (Ctrl-C reaches the whole
 process group, and the supervisor decides the order of the shutdown).
@@ -101,14 +102,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(name: str, config_json: dict[str, Any], options: dict[str, Any]) -> None:
-    """Process entry point (multiprocessing target)."""
-    from edge.config import AppConfig
-
+def main(name: str, config: Any, options: dict[str, Any]) -> None:
+    """Run stage NAME in this process; the caller (edge/supervisor.py) has set up logging
+    and validated the application's config, whose sections the stages read."""
     _die_with_parent()
-    logging.basicConfig(level=options.get("log_level", logging.INFO),
-                        format=f"%(asctime)s %(levelname)s {name}[%(process)d] %(name)s: %(message)s")
-    config = AppConfig.model_validate(config_json)
     kind = name.split("-")[0]
     module = importlib.import_module(STAGES[kind])
     if kind in REALTIME:  # before any thread exists: ZeroMQ's I/O thread inherits the policy
@@ -118,12 +115,11 @@ def main(name: str, config_json: dict[str, Any], options: dict[str, Any]) -> Non
         module.run(ctx)
     except Exception as exc:
         from camera.errors import CameraError
-        from edge.config import ConfigError
         from engines.errors import EngineError
         from pipeline.errors import PipelineError
         from storage.errors import StorageError
 
-        if isinstance(exc, (PipelineError, CameraError, EngineError, StorageError, ConfigError)):
+        if isinstance(exc, (PipelineError, CameraError, EngineError, StorageError)):
             logging.getLogger(name).error("ALARM: %s cannot start: %s", name, exc)
             ctx.state = "failed"
             ctx.beat(force=True, error=str(exc)[:1000])  # the decoder refuses longer free text

@@ -32,28 +32,11 @@ POLL_ACTIVE_S = 1.0
 MAX_TEXT = 1000  # a reason sent on: the decoder refuses free text over 4096 characters
 
 
-def resolve_package(config):
-    """The model package config names: the registry's active version, a version, or a folder."""
-    from engines.package import ModelPackage
-
-    from storage.registry import Registry
-
-    model = config.engine.model
-    if model == "active":
-        registry = Registry(config.data_dir)
-        registry.ensure_default()
-        return registry.active()
-    folder = Path(model)
-    if folder.is_dir():
-        return ModelPackage.load(folder)
-    return Registry(config.data_dir).get(model)  # verified against its registration digest
-
-
 def load_real_engine(config):
-    from engines.runtimes import load_engine
+    """The engine config.yaml names (engine.model: "active", a version or a package folder)."""
+    from engines.runtimes import open_engine
 
-    return load_engine(resolve_package(config), config.engine, Path(config.data_dir) / "cache",
-                       data_dir=Path(config.data_dir))
+    return open_engine(config.engine.model, config.engine, Path(config.data_dir))
 
 
 def active_marker(data_dir: Path) -> tuple[int, str] | None:
@@ -176,7 +159,7 @@ class WorkerStage:
                 break
             self.counts["frames"] += 1
             try:
-                frame = Frame.from_parts(parts)
+                frame = codec.frame_from_parts(parts)
             except ValueError as exc:
                 self.bad(parts, "malformed", str(exc))
                 continue

@@ -136,7 +136,7 @@ def to_record(decision: dict[str, Any]):
 
 def spc_sample(decision: dict[str, Any]):
     """Decision message -> storage.spc.Sample (None when the charts do not count it)."""
-    from camera.moulds import mould_name
+    from storage.moulds import mould_name
     from storage.spc import sample
 
     classes = {name for v in decision["views"] for name in v.get("rejecting", ())}

@@ -1,1 +1,1 @@
-"""Decisions and images on disk: SQLAlchemy models, image store, captured batches, registry."""
+"""Decisions and images on disk: SQLAlchemy models, image store, captured batches, labels."""

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from camera.config import Section
+from storage.section import Section
 
 
 class StorageConfig(Section):

@@ -119,6 +119,8 @@ class Detection(BoxColumns, Base):
     view_id: Mapped[int] = mapped_column(ForeignKey("views.id", ondelete="CASCADE"), index=True)
     class_name: Mapped[str] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Float)
+    # The class threshold the line compared the score with (revision 0006; NULL before).
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Label(BoxColumns, Base):

@@ -21,7 +21,8 @@ class ViewRecord:
     camera_id: str
     t_capture: datetime | None = None  # UTC wall time the station received the image
     missing: str | None = None  # why there are no pixels (timeout, camera lost, ...)
-    detections: list[dict] = field(default_factory=list)  # {"class", "score", "box": [x1, y1, x2, y2]}
+    # {"class", "score", "box": [x1, y1, x2, y2], "threshold": the class threshold the line applied}
+    detections: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -35,7 +36,7 @@ class ContainerRecord:
     model_version: str | None = None
     views: list[ViewRecord] = field(default_factory=list)
     training_sample: bool = False  # keep every view, lossless (PNG), whatever the keep policy
-    section: int | None = None  # the mould that made it (camera/moulds.py), when the line reads it
+    section: int | None = None  # the mould that made it (storage/moulds.py), when the line reads it
     cavity: int | None = None
 
     def to_dict(self) -> dict:

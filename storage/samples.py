@@ -1,8 +1,10 @@
 """Labelled samples for retraining: export views for a labelling tool, import its labels back.
 
 Export writes the stored views with the current boxes as pre-annotations (a person's
-labels where the view was labelled before, the detector's detections otherwise) in
-COCO, YOLO or CVAT form. Import checks each box and class name against the vocabulary,
+labels where the view was labelled before, otherwise the detections that counted for the
+line's decision: at or above the threshold recorded with each, their scores kept) in
+COCO, YOLO or CVAT form. Import reads the layouts of CVAT, Label Studio and Ultralytics
+(storage/label_layouts.py), checks each box and class name against the vocabulary,
 stores the labels against their views, and marks those views labelled: the quota never
 purges them and their image is kept lossless (re-encoded to PNG, so later exports are
 exactly the pixels that were labelled, with no further JPEG generation).
@@ -11,7 +13,6 @@ exactly the pixels that were labelled, with no further JPEG generation).
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,13 +30,14 @@ from storage.db import STORED, Container, Database, Label, View
 from storage.errors import StorageError
 from storage.files import read_image
 from storage.images import ImageStore
-from storage.labels import LabelledImage, LabelSet, read_coco, read_yolo, write_coco, write_yolo
+from storage.label_layouts import read_labels
+from storage.labels import LabelledImage, with_size, write_coco, write_yolo
 from storage.records import utc_now
 
 log = logging.getLogger(__name__)
 FORMATS = ("coco", "yolo", "cvat")
-# Exported file stems name the database row: c<container id>_v<view>.
-_STEM = re.compile(r"^c(\d+)_v([0-5])$")
+NO_MATCH = ("no stored view matches (a name holding c<container id>_v<view>, as exported, or COCO "
+            "container_id / container_seq and view fields)")
 
 
 @dataclass
@@ -43,11 +45,19 @@ class SamplesReport:
     images: int = 0
     boxes: int = 0
     skipped: list[str] = field(default_factory=list)
+    layout: str = ""  # the labelling tool's layout an import read
+    read: int = 0  # images in the label files (an import stores those that match a stored view)
 
 
 def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: list[str],
                    thresholds: dict[str, float] | None = None, default_threshold: float = 0.5,
                    since: datetime | None = None, rejects_only: bool = False) -> SamplesReport:
+    """Stored views into `out/images/c<container id>_v<view>.<ext>` with their pre-annotations.
+
+    A detection is a pre-annotation when its score reached the threshold the line recorded
+    with it (the one the decision applied); `thresholds` / `default_threshold` only stand
+    in for detections stored before thresholds were recorded (revision 0006).
+    """
     if fmt not in FORMATS:
         raise StorageError(f"unknown samples format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -74,18 +84,21 @@ def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: l
                 continue
             shutil.copyfile(source, out / relative)
             if v.labelled:
-                boxes = [(lb.class_name, lb.box) for lb in v.labels]
+                boxes = [(lb.class_name, lb.box, None) for lb in v.labels]
             else:
-                boxes = [(d.class_name, d.box) for d in v.detections
-                         if d.score >= thresholds.get(d.class_name, default_threshold)]
-            unknown = sorted({name for name, _ in boxes} - known)
+                boxes = sorted(((d.class_name, d.box, d.score) for d in v.detections
+                                if d.score >= (d.threshold if d.threshold is not None
+                                               else thresholds.get(d.class_name, default_threshold))),
+                               key=lambda b: -b[2])
+            unknown = sorted({name for name, _, _ in boxes} - known)
             if unknown:
                 report.skipped.append(f"{relative}: classes {unknown} are not in the vocabulary; those boxes left out")
-            boxes = [(name, box) for name, box in boxes if name in known]
+            boxes = [b for b in boxes if b[0] in known]
             images.append(LabelledImage(
                 file=relative, width=image.shape[1], height=image.shape[0],
-                boxes=np.array([b for _, b in boxes], np.float32).reshape(-1, 4), classes=[n for n, _ in boxes],
-                container_seq=v.container.seq, view=v.view))
+                boxes=np.array([b for _, b, _ in boxes], np.float32).reshape(-1, 4), classes=[n for n, _, _ in boxes],
+                container_seq=v.container.seq, view=v.view, container_id=v.container_id,
+                scores=None if v.labelled else [s for _, _, s in boxes]))
             report.boxes += len(boxes)
     if fmt == "coco":
         write_coco(out / "labels.json", images, classes)
@@ -97,21 +110,11 @@ def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: l
     return report
 
 
-def read_labels(path: Path) -> LabelSet:
-    """COCO (a .json file) or YOLO (a folder with classes.txt, or that classes.txt itself)."""
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".json":
-        return read_coco(path)
-    if path.is_dir() or path.name == "classes.txt":
-        return read_yolo(path if path.is_dir() else path.parent)
-    raise StorageError(f"{path}: expected a COCO .json file or a YOLO folder holding classes.txt")
-
-
 def import_labels(db: Database, data_dir: Path, config: StorageConfig, path: Path,
                   classes: list[str]) -> SamplesReport:
     """Store the labels in `path` against their views; mark those views labelled and lossless."""
-    labels = read_labels(path)
-    report = SamplesReport(skipped=list(labels.skipped))
+    labels, layout = read_labels(path)
+    report = SamplesReport(skipped=list(labels.skipped), layout=layout, read=len(labels.images))
     store, known = ImageStore(Path(data_dir), config), set(classes)
     for image in tqdm(labels.images, desc="import", unit="image", disable=len(labels.images) < 100):
         try:
@@ -130,10 +133,11 @@ def _import_one(db: Database, store: ImageStore, root: Path, image: LabelledImag
     with db.session() as session:
         view = _find_view(session, image)
         if view is None:
-            skipped.append(f"{image.file}: no stored view matches (expected a c<id>_v<view> name, or "
-                           "container_seq and view); skipped")
+            skipped.append(f"{image.file}: {NO_MATCH}; skipped")
             return None
         pixels = _pixels(store, view, root / image.file)
+        if not image.sized:  # the label file did not say: the stored view does
+            image = with_size(image, pixels.shape[1], pixels.shape[0], skipped)
         if pixels.shape[1] != image.width or pixels.shape[0] != image.height:
             raise StorageError(f"labels are for {image.width}x{image.height}, the view is "
                                f"{pixels.shape[1]}x{pixels.shape[0]}")
@@ -164,11 +168,13 @@ def _import_one(db: Database, store: ImageStore, root: Path, image: LabelledImag
 
 
 def _find_view(session, image: LabelledImage) -> View | None:
-    match = _STEM.match(Path(image.file).stem)
-    if match:
-        return session.scalar(select(View).where(View.container_id == int(match[1]), View.view == int(match[2]))
+    """By container id (a c<id>_v<view> name or field), else by seq (the latest such container)."""
+    if image.view is None:
+        return None
+    if image.container_id is not None:
+        return session.scalar(select(View).where(View.container_id == image.container_id, View.view == image.view)
                               .options(selectinload(View.container)))
-    if image.container_seq is None or image.view is None:
+    if image.container_seq is None:
         return None
     return session.scalar(select(View).join(Container)
                           .where(Container.seq == image.container_seq, View.view == image.view)

@@ -11,23 +11,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from camera.moulds import mould_name
+from storage.moulds import mould_name
 from storage.db import Container, Database, Detection, View
 from storage.spc import INSPECTED, Sample, SpcMonitor, sample
+from storage.stats import gated_in
 
 
 def stored_samples(db: Database, since: datetime | None = None, until: datetime | None = None,
                    line_id: str | None = None, thresholds: dict[str, float] | None = None,
                    default_threshold: float = 0.0, newest: int | None = None) -> list[Sample]:
     """Inspected containers gated in [since, until), oldest first; `newest`: only the last N."""
-    query = select(Container.id, Container.reason, Container.section, Container.cavity).where(
-        Container.reason.in_(list(INSPECTED)))
-    if line_id is not None:
-        query = query.where(Container.line_id == line_id)
-    if since is not None:
-        query = query.where(Container.t_gate >= since)
-    if until is not None:
-        query = query.where(Container.t_gate < until)
+    query = gated_in(select(Container.id, Container.reason, Container.section, Container.cavity).where(
+        Container.reason.in_(list(INSPECTED))), since, until, line_id)
     if newest is not None:
         query = query.order_by(Container.t_gate.desc(), Container.id.desc()).limit(newest)
     else:

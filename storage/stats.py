@@ -15,6 +15,17 @@ from sqlalchemy import case, func, select
 from storage.db import Container, Database, Detection, Event, View
 
 
+def gated_in(query, since: datetime | None, until: datetime | None, line_id: str | None = None):
+    """`query` narrowed to containers gated in [since, until) on one line (None: no bound)."""
+    if line_id is not None:
+        query = query.where(Container.line_id == line_id)
+    if since is not None:
+        query = query.where(Container.t_gate >= since)
+    if until is not None:
+        query = query.where(Container.t_gate < until)
+    return query
+
+
 @dataclass
 class Stats:
     containers: int = 0
@@ -129,13 +140,7 @@ def breakdown(db: Database, by: list[str], since: datetime | None = None, until:
     selected = [c for d in base for c in columns[d]]
 
     def window(q):
-        if line_id is not None:
-            q = q.where(Container.line_id == line_id)
-        if since is not None:
-            q = q.where(Container.t_gate >= since)
-        if until is not None:
-            q = q.where(Container.t_gate < until)
-        return q
+        return gated_in(q, since, until, line_id)
 
     def key_of(values) -> dict[str, str]:
         values, key = list(values), {}

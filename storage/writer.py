@@ -381,7 +381,7 @@ def _insert_containers(session: Session, containers: list[ContainerRecord],
         return
     view_ids = session.scalars(insert(View).returning(View.id, sort_by_parameter_order=True), view_rows).all()
     detections = [{"view_id": view_id, "class_name": d["class"], "score": float(d["score"]),
-                   "x1": d["box"][0], "y1": d["box"][1], "x2": d["box"][2], "y2": d["box"][3]}
+                   "threshold": d.get("threshold"), "x1": d["box"][0], "y1": d["box"][1], "x2": d["box"][2], "y2": d["box"][3]}
                   for view_id, v in zip(view_ids, view_records) for d in v.detections]
     if detections:
         session.execute(insert(Detection), detections)

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from camera.config import GateConfig
 from camera.gates.base import build_gate
-from camera.moulds import delivered, parse_mould
+from storage.moulds import delivered, parse_mould
 from edge.cli import main
 from edge.config import ConfigError, LineConfig, load_config
 from pipeline import codec
@@ -61,14 +61,6 @@ def decide(b: DecisionBook, seq: int, mould: str | None, defect: bool = False, n
 
 
 # -- the gate ----------------------------------------------------------------------------
-
-@pytest.fixture
-def pty_pair():
-    master, slave = os.openpty()
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
-
 
 def test_serial_lines_reads_section_and_cavity_by_the_template(pty_pair):
     master, port = pty_pair

@@ -41,7 +41,8 @@ VALID: dict[str, dict] = {
     "gate": {"seq": 7, "t_gate_ns": NOW},
     "view": {"seq": 7, "view": 1, "t_gate_ns": NOW, "camera_id": "cam1", "outcome": "inferred",
              "reason": None, "t_capture_ns": NOW + 50 * MS, "model_version": "v1", "worker": "worker-0",
-             "engine_ms": 12.5, "detections": [{"class": "oil", "score": 0.75, "box": [1.0, 2.0, 30.5, 40.0]}]},
+             "engine_ms": 12.5, "detections": [{"class": "oil", "score": 0.75, "box": [1.0, 2.0, 30.5, 40.0],
+                                                    "threshold": 0.06}]},
     "end": {"gated": 20},
     "crash": {"stage": "worker-0", "at_ns": NOW},
     "arm": {"seq": 7, "t_gate_ns": NOW, "due_ns": NOW + 8000 * MS},
@@ -214,7 +215,7 @@ def test_any_image_shape_gives_pixels_or_a_refusal(shape, buffer):
     refuses_only_with_bad_message(lambda: codec.image_from_parts({"shape": shape}, [b"{}", buffer]))
 
 
-# -- Frame.from_parts ----------------------------------------------------------------------
+# -- codec.frame_from_parts ------------------------------------------------------------
 
 def frame(**kw) -> Frame:
     args = dict(container_seq=3, view=2, camera_id="cam2", t_gate_ns=NOW, t_capture_ns=NOW + MS,
@@ -224,10 +225,10 @@ def frame(**kw) -> Frame:
 
 def test_frames_round_trip_with_and_without_pixels():
     sent = frame()
-    got = Frame.from_parts(sent.parts())
+    got = codec.frame_from_parts(codec.frame_parts(sent))
     assert (got.container_seq, got.view, got.camera_id, got.t_gate_ns, got.meta) == (3, 2, "cam2", NOW, {"frame_counter": 9})
     assert np.array_equal(got.pixels, sent.pixels)
-    missing = Frame.from_parts(frame(pixels=None, missing="timeout").parts())
+    missing = codec.frame_from_parts(codec.frame_parts(frame(pixels=None, missing="timeout")))
     assert missing.pixels is None and missing.missing == "timeout"
 
 
@@ -237,15 +238,15 @@ def test_frames_round_trip_with_and_without_pixels():
     {"meta": {"counter": "__1e400__"}}, {"meta": {"list": list(range(65))}}, {"t_gate_ns": "__1e400__"},
 ])
 def test_hostile_frame_headers_are_value_errors(change):
-    head = json.loads(frame().header()) | change
+    head = json.loads(codec.frame_header(frame())) | change
     with pytest.raises(ValueError):
-        Frame.from_parts([encode(head), np.zeros(24, np.uint8).tobytes()])
+        codec.frame_from_parts([encode(head), np.zeros(24, np.uint8).tobytes()])
 
 
 @PROPERTY
 @given(st.data())
 def test_any_frame_message_is_a_frame_or_a_value_error(data):
-    head = json.loads(frame().header())
+    head = json.loads(codec.frame_header(frame()))
     choice = data.draw(st.integers(0, 1))
     if choice:
         head[data.draw(st.sampled_from(sorted(head)))] = data.draw(json_values)
@@ -253,6 +254,6 @@ def test_any_frame_message_is_a_frame_or_a_value_error(data):
         head = data.draw(json_values)
     extra = data.draw(st.lists(st.binary(max_size=32) | st.none() | st.integers(), max_size=2))
     try:
-        Frame.from_parts([encode(head), *extra])
+        codec.frame_from_parts([encode(head), *extra])
     except ValueError:
         pass

@@ -18,18 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from test_line_support import (TOLERANCE_NS, check_one_decision_each, db_rows, finish, journal, ship_onnx,
-                               stages, start, tiny_package, wait_for)
+from test_line_support import (TOLERANCE_NS, check_one_decision_each, db_rows, finish, journal, stages, start, wait_for)
 
 PERIOD_NS = 1_000_000_000  # 60 containers/min
 TRAVEL_NS = 1_500_000_000
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    ship_onnx(tiny_package(root / "tiny-1"))
-    return root
 
 
 def kill(data: Path, stage: str) -> tuple[int, int]:

@@ -30,14 +30,6 @@ def collect(gate, n: int, limit_s: float = 10.0) -> list:
     return events
 
 
-@pytest.fixture
-def pty_pair():
-    master, slave = os.openpty()
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
-
-
 def test_text_lines_on_a_pty_number_containers_and_count_gaps(pty_pair):
     master, port = pty_pair
     with build_gate(gate_config(driver="serial_lines", port=port), LINE) as gate:

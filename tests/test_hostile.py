@@ -15,17 +15,9 @@ import zmq.auth
 
 from pipeline import codec
 from pipeline.metrics_read import scrape
-from test_line_support import (check_one_decision_each, finish, free_port, journal, ship_onnx, start, tiny_package,
-                               wait_for)
+from test_line_support import (check_one_decision_each, finish, free_port, journal, start, wait_for)
 
 N = 14
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    ship_onnx(tiny_package(root / "tiny-1"))
-    return root
 
 
 KINDS = {"decision": ("view", "gate", "crash", "end", "ack", "sync"), "relay": ("arm", "decision", "sync"),

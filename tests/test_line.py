@@ -21,7 +21,7 @@ import zmq
 from pipeline import codec
 from pipeline.metrics_read import scrape
 from test_line_support import (check_one_decision_each, check_pulses, db_rows, finish, journal,
-                               ship_onnx, stages as _stages, start as start_line, tiny_package, wait_for)
+                               stages as _stages, start as start_line, wait_for)
 
 TRAVEL_MS = 1500
 SPEED_CPM = 60  # a container a second
@@ -29,13 +29,6 @@ SPEED_CPM = 60  # a container a second
 
 def start(tmp_path: Path, model: Path, *args: str, env: dict | None = None, **overrides):
     return start_line(tmp_path, model, *args, env=env, travel_ms=TRAVEL_MS, speed_cpm=SPEED_CPM, **overrides)
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    ship_onnx(tiny_package(root / "tiny-1"))
-    return root
 
 
 @pytest.mark.timeout(1500)

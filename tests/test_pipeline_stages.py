@@ -15,7 +15,7 @@ import zmq
 from camera.frame import Frame
 from engines.detections import Detections
 from pipeline import codec
-from pipeline.stage import main as stage_main
+from edge.supervisor import run_stage
 from test_line_support import ROOT
 
 VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
@@ -55,7 +55,7 @@ def worker(tmp_path):
     control = ctx.socket(zmq.PULL)
     control.bind(f"ipc://{tmp_path}/run/control")
     proc = mp.get_context("spawn").Process(
-        target=stage_main, args=("worker-0", config.model_dump(mode="json"), {"engine_factory": ActiveEngine}))
+        target=run_stage, args=("worker-0", config.model_dump(mode="json"), {"engine_factory": ActiveEngine}))
     proc.start()
     yield tmp_path, frames, results, control, proc
     proc.terminate()
@@ -91,14 +91,14 @@ def beat_after(control, t_ns: int, timeout_s: float = 10) -> dict:
 def test_worker_counts_bad_frames_answers_them_and_keeps_running(worker):
     _, frames, results, control, proc = worker
     good = frame(1, 0)
-    frames.send_multipart(good.parts())
+    frames.send_multipart(codec.frame_parts(good))
     (first,) = receive(results, 1)
     assert (first["seq"], first["outcome"], first["model_version"]) == (1, "inferred", "v1")
     frames.send_multipart([b"\x00garbage"])                                   # not JSON at all
-    head = json.loads(good.header())
+    head = json.loads(codec.frame_header(good))
     frames.send_multipart([json.dumps({**head, "view": 1}).encode(), good.pixels.tobytes()[:1000]])  # truncated
-    frames.send_multipart(frame(1, 2, shape=(480, 640, 3)).parts())            # wrong size
-    frames.send_multipart(frame(1, 3).parts())                                # and a good one after
+    frames.send_multipart(codec.frame_parts(frame(1, 2, shape=(480, 640, 3))))  # wrong size
+    frames.send_multipart(codec.frame_parts(frame(1, 3)))  # and a good one after
     answers = receive(results, 3)
     by_view = {a["view"]: a for a in answers}
     assert by_view[1]["outcome"] == "bad" and by_view[1]["reason"] == "malformed"
@@ -111,7 +111,7 @@ def test_worker_counts_bad_frames_answers_them_and_keeps_running(worker):
 
 def test_hot_switch_between_batches_records_the_new_version(worker):
     data, frames, results, _, proc = worker
-    frames.send_multipart(frame(1, 0).parts())
+    frames.send_multipart(codec.frame_parts(frame(1, 0)))
     assert receive(results, 1)[0]["model_version"] == "v1"
     tmp = data / "models" / "ACTIVE.tmp"
     tmp.write_text("v2\n")
@@ -119,7 +119,7 @@ def test_hot_switch_between_batches_records_the_new_version(worker):
     versions, end = [], time.monotonic() + 30
     seq = 2
     while "v2" not in versions and time.monotonic() < end:
-        frames.send_multipart(frame(seq, 0).parts())
+        frames.send_multipart(codec.frame_parts(frame(seq, 0)))
         versions += [r["model_version"] for r in receive(results, 1, 2)]
         seq += 1
     assert "v2" in versions and versions[versions.index("v2"):] == ["v2"] * (len(versions) - versions.index("v2"))

@@ -11,8 +11,7 @@ import torch
 
 from engines.errors import EngineError
 from engines.package import ModelPackage
-from storage.errors import StorageError
-from storage.registry import ACTIVE, Registry
+from engines.registry import ACTIVE, Registry
 
 
 def make_package(folder: Path, version: str, parent: str | None = None) -> Path:
@@ -25,9 +24,9 @@ def make_package(folder: Path, version: str, parent: str | None = None) -> Path:
 
 
 def test_register_activate_rollback(tmp_path):
-    registry = Registry(tmp_path / "data")
+    registry = Registry(tmp_path / "data", shipped=None)
     assert registry.versions() == [] and registry.active_version() is None
-    with pytest.raises(StorageError, match="no active model"):
+    with pytest.raises(EngineError, match="no active model"):
         registry.active()
     registry.register(make_package(tmp_path / "src", "v1"))
     registry.register(make_package(tmp_path / "src", "v2", parent="v1"))
@@ -40,16 +39,16 @@ def test_register_activate_rollback(tmp_path):
     assert rows["v2"]["active"] and rows["v2"]["parent"] == "v1" and rows["v2"]["status"] == "ok"
     assert registry.rollback().version == "v1"
     assert registry.active_version() == "v1"
-    with pytest.raises(StorageError, match="nothing to roll back"):
+    with pytest.raises(EngineError, match="nothing to roll back"):
         registry.rollback()
 
 
 def test_register_refuses_duplicates_and_unknown(tmp_path):
     registry = Registry(tmp_path / "data")
     registry.register(make_package(tmp_path / "src", "v1"))
-    with pytest.raises(StorageError, match="already registered"):
+    with pytest.raises(EngineError, match="already registered"):
         registry.register(tmp_path / "src" / "v1")
-    with pytest.raises(StorageError, match="not in the registry"):
+    with pytest.raises(EngineError, match="not in the registry"):
         registry.activate("v9")
 
 
@@ -70,17 +69,17 @@ def test_tampered_package_is_refused(tmp_path):
 
 def test_ensure_default_copies_shipped_model_once(tmp_path):
     shipped = make_package(tmp_path / "repo_models", "shipped-v1")
-    registry = Registry(tmp_path / "data")
-    assert registry.ensure_default(shipped).version == "shipped-v1"
+    registry = Registry(tmp_path / "data", shipped=shipped)
+    assert registry.ensure_default().version == "shipped-v1"
     assert registry.active_version() == "shipped-v1"
-    assert registry.ensure_default(shipped) is None  # not empty any more: untouched
+    assert registry.ensure_default() is None  # not empty any more: untouched
     manifest = json.loads((tmp_path / "data" / "models" / "shipped-v1" / "manifest.json").read_text())
     assert manifest["vocabulary"] == ["oil", "bubble"]
 
 
 def test_shipped_default_model_is_intact_and_calibrated():
     """What `edge run` goes live with on a new line: hashes verify, every name has a threshold."""
-    from storage.registry import DEFAULT_MODEL, SHIPPED
+    from engines.registry import DEFAULT_MODEL, SHIPPED
 
     package = ModelPackage.load(SHIPPED / DEFAULT_MODEL)  # verifies every file's sha256
     assert package.version == DEFAULT_MODEL
@@ -91,8 +90,8 @@ def test_shipped_default_model_is_intact_and_calibrated():
 
 
 def test_ensure_default_without_shipped_model_says_so(tmp_path):
-    with pytest.raises(StorageError, match="shipped model"):
-        Registry(tmp_path / "data").ensure_default(tmp_path / "absent")
+    with pytest.raises(EngineError, match="shipped model"):
+        Registry(tmp_path / "data", shipped=tmp_path / "absent").ensure_default()
 
 
 def test_model_cli_list_activate_rollback(tmp_path, shipped_config_path):

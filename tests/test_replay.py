@@ -60,7 +60,8 @@ def test_report_compares_two_models_draws_disagreements_and_scores_labels(tmp_pa
     import cv2
     import numpy as np
 
-    from pipeline.replay import Outcome, write_report
+    from edge.replay import Outcome, write_report
+    from storage.stats import Stats
     from storage.batches import Batch, BatchContainer, BatchView
     from storage.labels import LabelledImage, LabelSet
 
@@ -80,7 +81,9 @@ def test_report_compares_two_models_draws_disagreements_and_scores_labels(tmp_pa
     batch = Batch(tmp_path, "line-1", None, containers, LabelSet(tmp_path, images, list(vocabulary), []))
     hit = {"class": "oil", "score": 0.9, "box": [10, 10, 30, 30]}
     a = Outcome("v1", {1: ("reject", "defect"), 2: ("pass", "ok")}, {"v1"},
-                {(1, 0): [hit]}, {(s, v): f"cam{v}" for s in (1, 2) for v in range(6)})
+                {(1, 0): [hit]}, {(s, v): f"cam{v}" for s in (1, 2) for v in range(6)},
+                Stats(containers=2, passed=1, rejected=1, by_reason={"defect": 1}, by_class={"oil": 1},
+                      by_camera={"cam0": 1}))  # storage/stats.py's tally of its database
     b = Outcome("v2", {1: ("pass", "ok"), 2: ("pass", "ok")}, {"v2"}, {},
                 {(s, v): f"cam{v}" for s in (1, 2) for v in range(6)})
     report = write_report(tmp_path / "report", batch, [a, b], vocabulary).read_text()

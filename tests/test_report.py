@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from test_cavities import decide
 from test_ui_support import CHROMEDRIVER, CHROMIUM, chromium
 
-from camera.moulds import delivered
+from storage.moulds import delivered
 from edge.cli import main
 from edge.config import load_config
 from pipeline import metrics

@@ -21,7 +21,7 @@ from engines.errors import EngineError
 from engines.package import MANIFEST, TEXT, ModelModified, ModelPackage, sha256
 from engines.runtimes import ensure_onnx, load_engine
 from engines.runtimes.tensorrt import cached_engine
-from storage.registry import DEFAULT_MODEL, SHIPPED, Registry
+from engines.registry import DEFAULT_MODEL, SHIPPED, Registry
 from test_engines_model import IMGSZ, VOCABULARY, make_package as rtvp_package, views
 from test_registry import make_package
 
@@ -55,8 +55,6 @@ def test_a_manifest_that_lists_no_files_is_refused(tmp_path, config):
 
 
 def test_a_registered_manifest_edited_by_hand_is_modified_and_refused_by_the_line(tmp_path, config):
-    from pipeline.worker import resolve_package
-
     code, output = invoke("model", "register", make_package(tmp_path / "src", "v1"), "--activate",
                           "--config", config)
     assert code == 0, output
@@ -65,7 +63,7 @@ def test_a_registered_manifest_edited_by_hand_is_modified_and_refused_by_the_lin
     code, output = invoke("model", "list", "--config", config)
     assert code == 0 and "modified: manifest metrics, thresholds differ from registration" in output
     with pytest.raises(ModelModified, match=r"model v1: modified \(manifest metrics, thresholds differ"):
-        resolve_package(load_config(config))  # the worker's model resolution
+        Registry(load_config(config).data_dir).resolve("active")  # the line's model resolution
     code, output = invoke("model", "activate", "v1", "--config", config)
     assert code == 2 and output.count("\n") == 1 and "model v1: modified" in output
 
@@ -119,9 +117,7 @@ def test_an_object_array_in_text_npy_is_one_line(tmp_path, config):
 
 
 def test_the_shipped_package_registers_with_a_digest_and_loads(tmp_path):
-    registry = Registry(tmp_path / "data")
-    registry.ensure_default(SHIPPED / DEFAULT_MODEL)
-    package = registry.active()
+    package = Registry(tmp_path / "data", shipped=SHIPPED / DEFAULT_MODEL).active()
     assert package.registered and package.version == DEFAULT_MODEL
     assert package.embeddings().shape == (len(package.vocabulary), package.arch["text_dim"])
 

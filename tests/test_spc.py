@@ -11,7 +11,7 @@ import yaml
 from test_cavities import decide
 
 from bench.spc import machine, run_line
-from camera.moulds import delivered
+from storage.moulds import delivered
 from edge.config import load_config
 from pipeline.decision import DecisionBook
 from pipeline.writer import RecorderAdapter

@@ -142,10 +142,10 @@ def test_matcher_never_counts_a_trigger_that_was_not_sent():
 
 
 def test_unknown_driver_is_a_camera_error():
-    from camera.base import camera_class
+    from camera.base import CAMERAS
 
     with pytest.raises(CameraError, match="unknown camera driver 'teleport'"):
-        camera_class("teleport")
+        CAMERAS.load("teleport")
 
 
 def test_second_sensor_fires_the_right_bank_and_a_missed_turn_is_reported(tmp_path):

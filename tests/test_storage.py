@@ -54,7 +54,7 @@ def assert_consistent(db, data_dir: Path) -> None:
 
 def test_upgrade_empty_database_reaches_head(database_url):
     db = open_database(database_url)
-    assert current_revision(db.engine) == head_revision() == "0005"
+    assert current_revision(db.engine) == head_revision() == "0006"
     assert {"containers", "views", "detections", "model_versions", "labels", "events"} <= table_names(db.engine)
     db.close()
 

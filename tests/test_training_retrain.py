@@ -9,7 +9,7 @@ from engines.config import EngineConfig
 from engines.training.datasets import load_labels
 from engines.training.retrain import retrain
 from engines.training.train import train
-from storage.registry import Registry
+from engines.registry import Registry
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_training import config, easy_dataset  # noqa: E402
@@ -52,7 +52,7 @@ def test_labelled_views_come_from_the_database(tmp_path):
     import cv2
     import numpy as np
 
-    from engines.training.retrain import labels_from_db
+    from storage.recorded_labels import labels_from_db
     from storage.db import STORED, Container, Label, View, open_database
 
     (tmp_path / "images").mkdir()

@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from edge.ui.users import add_user
 from storage.db import open_database
-from storage.registry import Registry
+from engines.registry import Registry
 from test_line_support import db_rows, wait_for
 from test_ui_support import (CHROMEDRIVER, CHROMIUM, child_env, chromium, start_line, start_ui, stop,
                              write_config)

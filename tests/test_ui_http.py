@@ -48,7 +48,7 @@ def station(tmp_path_factory):
     add_user(db, "olga", "operator", PASSWORD)
     add_user(db, "erik", "engineer", PASSWORD)
     db.close()
-    from storage.registry import Registry
+    from engines.registry import Registry
 
     Registry(config.data_dir).ensure_default()
     return config

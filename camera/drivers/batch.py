@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 
-from camera.base import Capture, ViewMissing, monotonic_ns, register
+from camera.base import Capture, ViewMissing, monotonic_ns
 from camera.drivers.convert import to_format
 from camera.drivers.playback import PlaybackCamera
 from camera.errors import CameraError
@@ -41,7 +41,6 @@ def read_manifest(path: Path, camera_id: str = "batch") -> dict:
     return manifest
 
 
-@register
 class BatchCamera(PlaybackCamera):
     driver = "batch"
     fixed_size = False  # a stored image keeps the size it was captured at

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from camera.base import Camera, CameraLost, Capture, monotonic_ns, register
+from camera.base import Camera, CameraLost, Capture, monotonic_ns
 from camera.errors import CameraError
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ def list_devices(cti: Path) -> list[dict]:
             for d in harvester(cti, rescan=True).device_info_list]
 
 
-@register
 class GenicamCamera(Camera):
     driver = "genicam"
 

@@ -13,7 +13,7 @@ import logging
 
 import cv2
 
-from camera.base import Camera, CameraLost, Capture, ViewMissing, monotonic_ns, register
+from camera.base import Camera, CameraLost, Capture, ViewMissing, monotonic_ns
 from camera.errors import CameraError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ def list_devices() -> list[dict]:
             for d in pylon.TlFactory.GetInstance().EnumerateDevices()]
 
 
-@register
 class PylonCamera(Camera):
     driver = "pylon"
 

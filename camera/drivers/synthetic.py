@@ -9,13 +9,12 @@ whose reject rate climbs.
 
 from __future__ import annotations
 
-from camera.base import Capture, monotonic_ns, register
+from camera.base import Capture, monotonic_ns
 from camera.drivers.convert import to_format
 from camera.drivers.playback import PlaybackCamera
-from camera.moulds import delivered
+from storage.moulds import delivered
 
 
-@register
 class SyntheticCamera(PlaybackCamera):
     driver = "synthetic"
 

@@ -8,13 +8,13 @@ events, which are counted rather than hidden.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 from camera.errors import CameraError
+from storage.plugins import Plugins
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class GateEvent:
     seq: int  # container sequence number
     t_ns: int  # monotonic clock of the edge (or of the line's arrival)
     raw: str | None = None  # the text a PLC sent, when it sent one
-    section: int | None = None  # the mould that made it (camera/moulds.py), when the line reads it
+    section: int | None = None  # the mould that made it (storage/moulds.py), when the line reads it
     cavity: int | None = None
 
 
@@ -106,21 +106,13 @@ class Gate(ABC):
         self.close()
 
 
-GATES: dict[str, type[Gate]] = {}
-
-
-def register(cls: type[Gate]) -> type[Gate]:
-    GATES[cls.driver] = cls
-    return cls
+GATES: Plugins[Gate] = Plugins("gate driver", {
+    "simulated": "camera.gates.simulated:SimulatedGate",
+    "serial_modem": "camera.gates.serial_modem:SerialModemGate",
+    "serial_lines": "camera.gates.serial_lines:SerialLinesGate",
+}, CameraError, install="pip install pyserial")
 
 
 def build_gate(config, line) -> Gate:
     """The gate driver for the `gate:` config section (not opened yet)."""
-    if config.driver not in GATES:
-        try:
-            importlib.import_module(f"camera.gates.{config.driver}")
-        except ModuleNotFoundError:
-            pass
-    if config.driver not in GATES:
-        raise CameraError(f"unknown gate driver {config.driver!r}; known: simulated, serial_modem, serial_lines")
-    return GATES[config.driver](config, line)
+    return GATES.load(config.driver)(config, line)

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 
-from camera.gates.base import Gate, GateEvent, register
+from camera.gates.base import Gate, GateEvent
 from camera.gates.serial_port import open_port
 from camera.gates.template import LineTemplate
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 NUMBER = re.compile(rb"-?\d+")
 
 
-@register
 class SerialLinesGate(Gate):
     driver = "serial_lines"
 

@@ -14,7 +14,7 @@ import fcntl
 import struct
 import time
 
-from camera.gates.base import Gate, GateEvent, register
+from camera.gates.base import Gate, GateEvent
 from camera.gates.serial_port import open_port
 
 ATTRIBUTES = {"cts": "cts", "dsr": "dsr", "cd": "cd"}
@@ -22,7 +22,6 @@ TIOCGICOUNT = 0x545D  # Linux: struct serial_icounter_struct, 20 ints: cts, dsr,
 ICOUNT_FIELD = {"cts": 0, "dsr": 1, "cd": 3}
 
 
-@register
 class SerialModemGate(Gate):
     driver = "serial_modem"
 

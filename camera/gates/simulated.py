@@ -1,7 +1,7 @@
 """A gate that fires at the line speed: the default with nothing attached, and for benches.
 
 With `line.machine` (sections x cavities) each container also gets its mould, delivered
-round-robin as from a real IS machine (camera/moulds.py), so a demo line has cavities.
+round-robin as from a real IS machine (storage/moulds.py), so a demo line has cavities.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from camera.gates.base import Gate, GateEvent, register
-from camera.moulds import delivered
+from camera.gates.base import Gate, GateEvent
+from storage.moulds import delivered
 
 
-@register
 class SimulatedGate(Gate):
     driver = "simulated"
 

@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import click
 import cv2
 import numpy as np
 
-from edge.config import DEFAULT_PATH, load_config
-from engines.config import EngineConfig
 from engines.detections import Detections
 from engines.errors import EngineError
-from engines.package import ModelPackage
 from engines.runtimes import RUNTIMES
-from edge.commands import config_option
+from edge.commands import config_option, engine_setup
 from storage import files
+from storage.draw import Mark, draw
 
 log = logging.getLogger(__name__)
-
-# Distinct, readable on grey glass; class i gets PALETTE[i % len].
-PALETTE = [(0, 0, 255), (0, 200, 255), (255, 0, 255), (255, 128, 0), (0, 220, 0), (255, 255, 0), (128, 0, 255)]
 
 model_option = click.option("--model", default=None,
                             help="'active', a registered version, or a model package folder "
@@ -35,47 +31,27 @@ vocab_option = click.option("--vocab", default=None,
                             help='Comma-separated class names, e.g. "oil,black spot" [default: the model\'s].')
 
 
-def engine_setup(config_path: Path) -> tuple[EngineConfig, Path]:
-    """The engine section and data folder of config.yaml, or the defaults without one."""
-    if config_path.is_file():
-        config = load_config(config_path)
-        return config.engine, Path(config.data_dir)
-    if config_path != DEFAULT_PATH:
-        raise EngineError(f"{config_path}: no such config file")
-    return EngineConfig(), Path("data")
-
-
-def resolve_model(model: str, data_dir: Path) -> ModelPackage:
-    """A package folder directly; 'active' or a version name through the registry."""
-    if Path(model).is_dir():
-        return ModelPackage.load(model)
-    from storage.registry import Registry
-
-    registry = Registry(data_dir)
-    if model == "active":
-        registry.ensure_default()
-    return registry.resolve(model)
-
-
 def parse_vocab(vocab: str | None) -> list[str] | None:
     return [name.strip() for name in vocab.split(",")] if vocab else None
 
 
-def draw(image: np.ndarray, detections: Detections) -> np.ndarray:
-    """A copy of `image` with each detection's box and 'class score' label."""
-    out = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
-    for box, score, cls in zip(detections.boxes, detections.scores, detections.classes):
-        color = PALETTE[int(cls) % len(PALETTE)]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        label = f"{detections.vocabulary[cls]} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, thickness)
-        top = y1 - th - base if y1 - th - base >= 0 else y2
-        cv2.rectangle(out, (x1, top), (x1 + tw, top + th + base), color, -1)
-        cv2.putText(out, label, (x1, top + th), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 0, 0),
-                    thickness, cv2.LINE_AA)
-    return out
+def marks(detections: Detections) -> list[Mark]:
+    return [Mark(box.tolist(), detections.vocabulary[c], float(score))
+            for box, score, c in zip(detections.boxes, detections.scores, detections.classes)]
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """One file name per input, unique: a name given twice (two folders) gets -2, -3, ... ."""
+    names, seen = [], set()
+    for path in paths:
+        name = path.name if path.suffix else f"{path.name}.png"
+        stem, suffix, n = Path(name).stem, Path(name).suffix, 1
+        while name in seen:
+            n += 1
+            name = f"{stem}-{n}{suffix}"
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -102,27 +78,26 @@ def read_image(path: Path) -> np.ndarray:
 def command(images: tuple[Path, ...], model: str | None, runtime: str | None, out_dir: Path | None,
             threshold: float | None, imgsz: int | None, vocab: str | None, config_path: Path) -> None:
     """Detect defects in IMAGE files; draw boxes into --out and print one line per detection."""
-    from engines.runtimes import load_engine
+    from engines.runtimes import open_engine
 
     views = [read_image(path) for path in images]  # a bad file is named before any model loads
     config, data_dir = engine_setup(config_path)
     config = config.model_copy(update={k: v for k, v in (("runtime", runtime), ("imgsz", imgsz)) if v})
-    package = resolve_model(model or config.model, data_dir)
     out_dir = out_dir or data_dir / "detections"
     out_dir.mkdir(parents=True, exist_ok=True)
-    with load_engine(package, config, data_dir / "cache", vocabulary=parse_vocab(vocab),
-                     score_floor=threshold, data_dir=data_dir) as engine:
+    with open_engine(model or config.model, config, data_dir, vocabulary=parse_vocab(vocab),
+                     score_floor=threshold) as engine:
         results = engine.infer(views)
     click.echo(f"model {engine.version} ({config.runtime}), classes: {', '.join(engine.vocabulary)}")
     click.echo(f"{'image':<32} {'class':<20} {'score':>6}  {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}")
-    for path, image, detections in zip(images, views, results):
-        target = out_dir / path.name
-        if not cv2.imwrite(str(target if target.suffix else target.with_suffix(".png")), draw(image, detections)):
+    for name, image, detections in zip(output_names(images), views, results):
+        target = out_dir / name
+        if not cv2.imwrite(str(target), draw(image, marks(detections), engine.vocabulary)):
             raise EngineError(f"{target}: cannot write the annotated image")
         if not len(detections):
-            click.echo(f"{path.name:<32} {'-':<20}")
+            click.echo(f"{name:<32} {'-':<20}")
         for row in detections.to_list():
             x1, y1, x2, y2 = row["box"]
-            click.echo(f"{path.name:<32} {row['class']:<20} {row['score']:>6.3f}  {x1:>7.1f} {y1:>7.1f} "
+            click.echo(f"{name:<32} {row['class']:<20} {row['score']:>6.3f}  {x1:>7.1f} {y1:>7.1f} "
                        f"{x2:>7.1f} {y2:>7.1f}")
     click.echo(f"{sum(len(d) for d in results)} detection(s) in {len(images)} image(s); drawn into {out_dir}")

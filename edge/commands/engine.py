@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from edge.commands import config_option
-from edge.commands.detect import engine_setup, parse_vocab, resolve_model, vocab_option
+from edge.commands import engine_setup
+from edge.commands.detect import parse_vocab, vocab_option
 
 
 @click.group("engine")
@@ -31,12 +32,10 @@ def command() -> None:
 def build(model: str, precision: str | None, calibration: Path | None, vocab: str | None,
           config_path: Path) -> None:
     """Export MODEL if needed and build (or validate) its TensorRT engine."""
-    from engines.runtimes import load_engine
+    from engines.runtimes import open_engine
 
     config, data_dir = engine_setup(config_path)
     config = config.model_copy(update={"runtime": "tensorrt", **({"precision": precision} if precision else {})})
-    package = resolve_model(model, data_dir)
-    with load_engine(package, config, data_dir / "cache", vocabulary=parse_vocab(vocab), data_dir=data_dir,
-                     calibration=calibration) as engine:
+    with open_engine(model, config, data_dir, vocabulary=parse_vocab(vocab), calibration=calibration) as engine:
         click.echo(f"TensorRT engine ready for {engine.version} ({config.precision}, "
                    f"{', '.join(engine.vocabulary)})")

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import click
 
-from edge.commands import config_option
-from edge.config import load_config
-from engines.config import EngineConfig
+from edge.commands import config_option, engine_setup
 
 
 @click.command("eval")
@@ -41,14 +39,10 @@ def command(model: str, data: Path, vocab: str | None, split: Path | None, targe
     that holds false rejects to --target-fr.
     """
     from engines.training.retrain import evaluate_package
-    from storage.registry import Registry
+    from engines.registry import Registry
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if Path(config_path).is_file():
-        app = load_config(config_path)
-        engine_config, data_dir = app.engine, app.data_dir
-    else:
-        engine_config, data_dir = EngineConfig(), Path("data")
+    engine_config, data_dir = engine_setup(config_path)
     updates = {k: v for k, v in (("runtime", runtime), ("imgsz", imgsz)) if v is not None}
     engine_config = engine_config.model_copy(update=updates)
     package = Registry(data_dir).resolve(model)

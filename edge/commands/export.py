@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from edge.commands import config_option
-from edge.commands.detect import engine_setup, parse_vocab, resolve_model, vocab_option
+from edge.commands import engine_setup
+from edge.commands.detect import parse_vocab, vocab_option
 from engines.errors import EngineError
 
 
@@ -44,10 +45,11 @@ def command(model: str, vocab: str | None, imgsz: int | None, batch: str, out: P
     import time
 
     from engines.export import export_onnx, vocabulary_embeddings
+    from engines.registry import Registry
     from engines.runtimes import artifact_dir, onnx_name
 
     config, data_dir = engine_setup(config_path)
-    package = resolve_model(model, data_dir)
+    package = Registry(data_dir).resolve(model)
     imgsz = imgsz or config.imgsz
     fixed = parse_batch(batch)
     started = time.monotonic()

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
-from edge.config import load_config
-from storage.registry import Registry
-from edge.commands import config_option
+from edge.commands import config_option, engine_setup
+from engines.registry import Registry
 
 
 def data_dir_of(config_path: Path) -> Path:
     """The data folder config.yaml names (the registry lives in <data_dir>/models)."""
-    return load_config(config_path).data_dir
+    return engine_setup(config_path)[1]
 
 
 
@@ -31,8 +30,7 @@ def list_versions(config_path: Path) -> None:
     registry = Registry(data_dir_of(config_path))
     rows = registry.list()
     if not rows:
-        click.echo(f"no models in {registry.root} (the shipped model is added on `edge run`, "
-                   "or train one with `edge train`)")
+        click.echo(f"no models in {registry.root}; train one with `edge train`")
     for row in rows:
         val = ((row.get("metrics") or {}).get("val") or row.get("metrics") or {})
         ap = f"AP {val['ap']:.3f}" if isinstance(val.get("ap"), float) else "AP n/a"
@@ -80,7 +78,7 @@ def info(model: str, config_path: Path, as_json: bool) -> None:
     from engines.export import load_model
     from engines.rtvp.info import summarize
 
-    registry = Registry(data_dir_of(config_path)) if Path(config_path).is_file() else Registry(Path("data"))
+    registry = Registry(data_dir_of(config_path))
     package = registry.resolve(model)
     summary = summarize(load_model(package))
     manifest = {k: v for k, v in package.manifest.items() if k != "files"}

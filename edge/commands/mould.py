@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from camera.moulds import parse_mould
+from storage.moulds import parse_mould
 from edge.commands import config_option
 from edge.config import ConfigError, load_config
 from pipeline.mould_rejects import change, read_file, rejects_path

@@ -29,16 +29,13 @@ def command(batch: Path, config_path: Path, model: str, compare: str | None, rep
     between the two models (disagreeing views drawn), and COCO AP and escape rate where the
     batch has labels.
     """
-    from pipeline.replay import run_replay, write_report
+    from edge.replay import run_replay, write_report
     from storage.batches import read_batch
-    from storage.registry import Registry
+    from engines.registry import Registry
 
     config = load_config(config_path)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    registry = Registry(config.data_dir)
-    if model == "active" or compare == "active":
-        registry.ensure_default()
-    vocabulary = registry.resolve(model).vocabulary
+    vocabulary = Registry(config.data_dir).resolve(model).vocabulary
     contents = read_batch(batch, classes=list(vocabulary))
     echo_skipped(contents.skipped)  # the batch cameras play exactly what this reader kept
     if not contents.containers:

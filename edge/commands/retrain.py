@@ -42,8 +42,9 @@ def command(samples: Path | None, from_db: bool, since: datetime | None, holdout
     import torch
 
     from engines.training.datasets import load_labels
-    from engines.training.retrain import labels_from_db, retrain
-    from storage.registry import Registry
+    from engines.training.retrain import retrain
+    from storage.recorded_labels import labels_from_db
+    from engines.registry import Registry
 
     if bool(samples) == from_db:
         raise ConfigError("give exactly one of --samples DIR or --from-db")

@@ -12,19 +12,18 @@ from edge.commands.db import WHEN
 from edge.config import AppConfig, load_config
 from storage.db import open_database
 from storage.errors import StorageError
-from storage.samples import FORMATS, export_samples, import_labels
+from storage.samples import FORMATS, NO_MATCH, export_samples, import_labels
 
 
 def vocabulary(config: AppConfig) -> list[str]:
     """The active model's class names (the shipped model's on a new line, as `edge run` would
     register it); the configured thresholds' classes when no model can be found."""
-    from storage.registry import Registry
+    from engines.errors import EngineError
+    from engines.registry import Registry
 
-    registry = Registry(config.data_dir)
     try:
-        registry.ensure_default()
-        return list(registry.active().vocabulary)
-    except StorageError:
+        return list(Registry(config.data_dir).resolve("active").vocabulary)
+    except EngineError:
         if config.engine.thresholds:
             return list(config.engine.thresholds)
         raise StorageError("no active model and no engine.thresholds classes in the config: "
@@ -65,14 +64,23 @@ def export_command(config_path: Path, fmt: str, out: Path, since: datetime | Non
 @config_option("The line's config file (data folder, database URL).")
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 def import_command(config_path: Path, file: Path) -> None:
-    """Store labels from FILE (COCO .json, or a YOLO folder with classes.txt) against their views.
+    """Store labels from FILE against their views: an export of CVAT (COCO 1.0, YOLO 1.1,
+    CVAT for images 1.1), Label Studio (COCO, YOLO) or Ultralytics (data.yaml), the file
+    or its folder.
 
-    Boxes and class names are checked; what cannot be used is listed and the rest stored.
-    Labelled views are kept by the quota and stored lossless (PNG).
+    Views are found by a c<container id>_v<view> anywhere in the image name, or COCO
+    container_id / view fields. Boxes and class names are checked; what cannot be used is
+    listed and the rest stored. Labelled views are kept by the quota and stored lossless
+    (PNG). Nothing matched: exit code 2.
     """
     config = load_config(config_path)
     db = open_database(config.database_url)
     report = import_labels(db, config.data_dir, config.storage, file, vocabulary(config))
     db.close()
     echo_skipped(report.skipped)
-    click.echo(f"{file}: {report.boxes} boxes on {report.images} views stored as labelled")
+    if not report.images:
+        why = (f"none of its {report.read} images matches a stored view: {NO_MATCH}" if report.read
+               else "it holds no images")
+        raise StorageError(f"{file}: nothing imported ({report.layout}): {why}")
+    click.echo(f"{file}: {report.boxes} boxes on {report.images} views stored as labelled "
+               f"({report.layout}, {report.read} views read)")

@@ -43,8 +43,9 @@ from edge.ui.tally import Tally
 from edge.ui.users import authenticate
 from engines.errors import EngineError
 from storage.db import STORED, open_database
+from storage.draw import Mark
 from storage.errors import StorageError
-from storage.registry import Registry
+from engines.registry import Registry
 from storage.stats import line_stats
 
 log = logging.getLogger(__name__)
@@ -215,8 +216,9 @@ def image(request: Request) -> Response:
 
 def _thumb(station: Station, v) -> Response:
     path = images.inside(station.data_dir, v.image_file) if v.image_state == STORED and v.image_file else None
-    thresholds = station.model_facts().thresholds
-    jpeg = images.thumbnail(path, [(b["box"], b["rejecting"]) for b in view_boxes(v, thresholds)]) if path else None
+    facts = station.model_facts()
+    marks = [Mark(b["box"], b["class"], b["score"], weak=not b["rejecting"]) for b in view_boxes(v, facts.thresholds)]
+    jpeg = images.thumbnail(path, marks, facts.vocabulary) if path else None
     if jpeg is None:
         jpeg = images.placeholder(v.missing or f"image {v.image_state}")
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from camera.config import Section
+from storage.section import Section
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 

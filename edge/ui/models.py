@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from edge.ui.queries import Thresholds
 from engines.errors import EngineError
 from storage.errors import StorageError
-from storage.registry import Registry
+from engines.registry import Registry
 
 log = logging.getLogger(__name__)
 

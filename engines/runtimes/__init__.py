@@ -1,6 +1,7 @@
 """The runtimes behind the Engine seam, one file each, and `load_engine` that picks one.
 
     load_engine(package, config, cache_dir) -> Engine
+    open_engine(model, config, data_dir) -> Engine    (the model resolved by the registry)
 
 ONNX Runtime (on the CPU, or `onnxruntime-gpu`: its CUDA / TensorRT execution providers)
 and TensorRT run an exported ONNX file. A package that ships a
@@ -19,7 +20,6 @@ package's own model.onnx only when its manifest lists it (and so pins its hash).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import tempfile
@@ -31,27 +31,21 @@ from engines.engine import Engine, class_thresholds
 from engines.errors import EngineError
 from engines.export import export_onnx, read_metadata, vocabulary_embeddings, vocabulary_hash
 from engines.package import ONNX, WEIGHTS, ModelPackage, digest_differs
+from storage.plugins import Plugins
 
 log = logging.getLogger(__name__)
 
 CACHE = "cache"  # the artifact folder inside a package
 
 # runtime name (EngineConfig.runtime) -> "module:class"; modules import their SDK lazily.
-RUNTIMES = {
+RUNTIMES: Plugins[Engine] = Plugins("runtime", {
     "onnxruntime": "engines.runtimes.onnxruntime:OnnxRuntimeEngine",
     "onnxruntime-gpu": "engines.runtimes.onnxruntime:OnnxRuntimeGpuEngine",
     "tensorrt": "engines.runtimes.tensorrt:TensorRTEngine",
     "torch": "engines.runtimes.torch:TorchEngine",
-}
+}, EngineError, install="see docs/runtimes.md for what each runtime needs")
 # Runtimes that refuse to run without an NVIDIA GPU (the systemd unit grants them /dev/nvidia*).
 GPU_RUNTIMES = ("onnxruntime-gpu", "tensorrt")
-
-
-def runtime_class(name: str) -> type[Engine]:
-    if name not in RUNTIMES:
-        raise EngineError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
-    module, cls = RUNTIMES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def artifact_dir(package: ModelPackage, cache_dir: Path, data_dir: Path | None = None) -> Path:
@@ -111,6 +105,16 @@ def _fits(path: Path, wanted: dict[str, str]) -> bool:
     return all(metadata.get(key) == value for key, value in wanted.items())
 
 
+def open_engine(model: str | Path, config: EngineConfig, data_dir: Path, **options) -> Engine:
+    """The engine for `model` ("active", a registered version or a package folder) as every
+    command and the line's workers set it up: resolved by the registry in `data_dir`,
+    artifacts cached in <data_dir>/cache; `options` as for `load_engine`."""
+    from engines.registry import Registry
+
+    data_dir = Path(data_dir)
+    return load_engine(Registry(data_dir).resolve(model), config, data_dir / "cache", data_dir=data_dir, **options)
+
+
 def load_engine(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
                 vocabulary: Sequence[str] | None = None, score_floor: float | None = None,
                 data_dir: Path | None = None, **options) -> Engine:
@@ -120,7 +124,7 @@ def load_engine(package: ModelPackage, config: EngineConfig, cache_dir: Path, *,
     defaults to its parent. score_floor replaces the per-class thresholds (evaluation).
     `options` go to the runtime (providers=, device=, calibration=, max_batch=).
     """
-    cls = runtime_class(config.runtime)
+    cls = RUNTIMES.load(config.runtime)
     package.verify()  # its files, and its registration digest where it has one: nothing changed since load
     vocabulary = tuple(vocabulary) if vocabulary else package.vocabulary
     thresholds = class_thresholds(vocabulary, config, package.thresholds, score_floor)

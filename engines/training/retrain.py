@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from engines.config import EngineConfig
@@ -25,8 +23,8 @@ from engines.package import ModelPackage
 from engines.training.datasets import (load_labels, read_split, require_images, restrict,
                                        split_containers)
 from engines.training.evaluate import EVAL_THRESHOLD, evaluate
-from storage.labels import LabelledImage, LabelSet
-from storage.registry import Registry, new_version
+from storage.labels import LabelledImage, LabelSet, container_key
+from engines.registry import Registry, new_version
 
 log = logging.getLogger(__name__)
 
@@ -71,37 +69,6 @@ def evaluate_package(package: ModelPackage, data: Path | LabelSet, engine_config
     return metrics
 
 
-def labels_from_db(database_url: str, data_dir: Path, since: datetime | None = None) -> LabelSet:
-    """Labelled views recorded by the line (storage.db `labels` rows), images from the data folder."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
-
-    from storage.db import STORED, Container, View, open_database
-
-    db = open_database(database_url)
-    try:
-        with db.session() as session:
-            query = (select(View).join(Container).where(View.labelled.is_(True), View.image_state == STORED)
-                     .options(selectinload(View.labels), selectinload(View.container)))
-            if since is not None:
-                query = query.where(Container.t_gate >= since)
-            views = session.scalars(query).all()
-    finally:
-        db.close()
-    images, skipped = [], []
-    for view in views:
-        pixels = cv2.imread(str(Path(data_dir) / view.image_file), cv2.IMREAD_COLOR)
-        if pixels is None:
-            skipped.append(f"view {view.id} ({view.image_file}): image missing or corrupt; skipped")
-            continue
-        boxes = np.array([label.box for label in view.labels], np.float32).reshape(-1, 4)
-        images.append(LabelledImage(view.image_file, pixels.shape[1], pixels.shape[0], boxes,
-                                    [label.class_name for label in view.labels],
-                                    container_seq=view.container.seq, view=view.view))
-    classes = sorted({name for image in images for name in image.classes})
-    return LabelSet(root=Path(data_dir), images=images, classes=classes, skipped=skipped)
-
-
 @dataclass
 class RetrainResult:
     package: ModelPackage
@@ -143,7 +110,6 @@ def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: E
     """Fine-tune the active model on `samples` (+ replay), compare on one held-out set, register."""
     from engines.training.train import TrainConfig, train
 
-    registry.ensure_default()
     active = registry.active()
     vocabulary = tuple(dict.fromkeys([*active.vocabulary, *samples.classes]))
     samples = restrict(samples, vocabulary)
@@ -192,14 +158,14 @@ def retrain(samples: LabelSet, source: str, registry: Registry, engine_config: E
 def _rooted(items: list[tuple[Path, LabelledImage]], vocabulary: tuple[str, ...]) -> LabelSet:
     """One LabelSet over images from several folders (absolute file paths, root '/').
 
-    Containers are renumbered per (folder, seq), so that two sources' container 7 stay
-    two containers in the line figures.
+    Containers are renumbered per (folder, container), so that two sources' container 7
+    stay two containers in the line figures.
     """
     numbers: dict = {}
     images = []
     for root, image in items:
-        key = (str(root), image.container_seq if image.container_seq is not None else ("view", image.file))
-        images.append(replace(image, file=str((Path(root) / image.file).resolve()),
+        key = (str(root), container_key(image))
+        images.append(replace(image, file=str((Path(root) / image.file).resolve()), container_id=None,
                               container_seq=numbers.setdefault(key, len(numbers))))
     if not images:
         raise EngineError("no training images after mixing new samples and replay")

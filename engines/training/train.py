@@ -384,7 +384,7 @@ def validate(model: torch.nn.Module, text: torch.Tensor, vocabulary, val, cfg: T
 
 def write_package(cfg: TrainConfig, model: torch.nn.Module, vocabulary, embeddings, metrics: dict,
                   labels) -> ModelPackage:
-    from storage.registry import new_version
+    from engines.registry import new_version
 
     version = cfg.version or new_version(cfg.model)
     state = {k: (v.half() if cfg.half_weights and v.is_floating_point() else v) for k, v in model.state_dict().items()}

@@ -8,7 +8,10 @@ Registration records a digest of the manifest in the copied package (registered.
 see engines/package.py); every later load checks it, so a package edited by hand (a
 threshold raised to 99) is listed as `modified` and refused, naming what differs.
 Workers poll ACTIVE (mtime and content) to switch models without a restart, so ACTIVE
-only ever names a package that verified when it was activated. `rollback` walks back
+only ever names a package that verified when it was activated. `resolve` is the one way
+from what a user or config.yaml names ("active", a version, a folder) to a package; an
+empty registry's active model is the one shipped in the repository, registered the first
+time anything asks (`edge run`, `edge model list`, `edge detect` alike). `rollback` walks back
 through HISTORY rather than following `parent`, because a rollback must return to what
 actually ran before, which is not always the parent (a forced or manual activation).
 """
@@ -25,7 +28,6 @@ from pathlib import Path
 
 from engines.errors import EngineError
 from engines.package import MANIFEST, ModelModified, ModelPackage, check_version_name
-from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 class Registry:
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, shipped: Path | None = SHIPPED / DEFAULT_MODEL) -> None:
+        """`shipped`: the package an empty registry starts with (None: none)."""
         self.root = Path(data_dir) / "models"
+        self.shipped = shipped
 
     # -- reading -----------------------------------------------------------------
     def versions(self) -> list[str]:
@@ -66,6 +70,7 @@ class Registry:
 
     def list(self) -> list[dict]:
         """One row per version: the manifest's facts plus whether its files verify."""
+        self.ensure_default()
         active = self.active_version()
         rows = []
         for name in self.versions():
@@ -99,8 +104,8 @@ class Registry:
         folder = self.root / check_version_name(version)
         if not (folder / MANIFEST).is_file():
             known = ", ".join(self.versions()) or "none"
-            raise StorageError(f"model version {version!r} is not in the registry {self.root} "
-                               f"(known: {known})")
+            raise EngineError(f"model version {version!r} is not in the registry {self.root} "
+                              f"(known: {known})")
         package = ModelPackage.load(folder, registered=True)
         if package.version != version:
             raise ModelModified(version, f"its manifest names version {package.version!r}")
@@ -112,7 +117,7 @@ class Registry:
             return self.active()
         if Path(model).is_dir():
             return ModelPackage.load(model)
-        return self.get(str(model))
+        return self.get(str(model))  # verified against its registration digest
 
     def active_version(self) -> str | None:
         try:
@@ -121,10 +126,11 @@ class Registry:
             return None
 
     def active(self) -> ModelPackage:
+        self.ensure_default()
         version = self.active_version()
         if version is None:
-            raise StorageError(f"no active model in {self.root}; register one with `edge train` "
-                               "or `edge model activate VERSION`")
+            raise EngineError(f"no active model in {self.root}; register one with `edge train` "
+                              "or `edge model activate VERSION`")
         return self.get(version)
 
     def history(self) -> list[str]:
@@ -133,8 +139,8 @@ class Registry:
         except FileNotFoundError:
             return []
         except (OSError, json.JSONDecodeError) as exc:
-            raise StorageError(f"{self.root / HISTORY}: unreadable ({exc}); delete it to start "
-                               "a new activation history") from None
+            raise EngineError(f"{self.root / HISTORY}: unreadable ({exc}); delete it to start "
+                              "a new activation history") from None
 
     # -- changing ----------------------------------------------------------------
     def register(self, package_dir: str | Path) -> ModelPackage:
@@ -142,8 +148,8 @@ class Registry:
         source = ModelPackage.load(package_dir)  # refuses a corrupt or tampered package
         target = self.root / source.version
         if target.exists():
-            raise StorageError(f"model version {source.version!r} is already registered "
-                               f"({target}); give the new model another version name")
+            raise EngineError(f"model version {source.version!r} is already registered "
+                              f"({target}); give the new model another version name")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{source.version}.", dir=self.root))
         try:
@@ -174,8 +180,8 @@ class Registry:
         while history and history[-1] == current:
             history.pop()
         if not history:
-            raise StorageError(f"nothing to roll back to: {current or 'no model'} is the first "
-                               "active version in this registry")
+            raise EngineError(f"nothing to roll back to: {current or 'no model'} is the first "
+                              "active version in this registry")
         previous = history[-1]
         package = self.get(previous)
         self._set_active(previous)
@@ -187,14 +193,14 @@ class Registry:
         self.root.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.root / ACTIVE, version + "\n")
 
-    def ensure_default(self, shipped: Path = SHIPPED / DEFAULT_MODEL) -> ModelPackage | None:
+    def ensure_default(self) -> ModelPackage | None:
         """On an empty registry, register and activate the model shipped in the repository."""
-        if self.versions():
+        if self.shipped is None or self.versions():
             return None
-        if not (shipped / MANIFEST).is_file():
-            raise StorageError(f"the registry {self.root} is empty and the shipped model "
-                               f"{shipped} is missing; train one with `edge train`")
-        package = self.register(shipped)
+        if not (self.shipped / MANIFEST).is_file():
+            raise EngineError(f"the registry {self.root} is empty and the shipped model "
+                               f"{self.shipped} is missing; train one with `edge train`")
+        package = self.register(self.shipped)
         return self.activate(package.version)
 
 

@@ -12,7 +12,6 @@ with a second model (--compare), and with the batch's labels where it has them.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +19,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from storage.draw import Mark, draw
+from storage.stats import Stats, line_stats
+
 log = logging.getLogger(__name__)
 
 REPLAY_TRAVEL_MS = 600_000.0
 REPLAY_HWM = 600  # frames queued per socket: a replay waits rather than drops (~1 GB at most)
 MAX_PICTURES = 60
-COLOURS = {"a": (0, 0, 255), "b": (255, 128, 0), "label": (0, 200, 0)}  # BGR
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Outcome:
     versions: set[str] = field(default_factory=set)
     detections: dict[tuple[int, int], list[dict]] = field(default_factory=dict)  # (seq, view) -> dets
     cameras: dict[tuple[int, int], str] = field(default_factory=dict)  # (seq, view) -> camera id
+    stats: Stats = field(default_factory=Stats)  # storage/stats.py's tally of the replay database
     database: str = ""
 
 
@@ -64,7 +66,7 @@ def run_replay(config, batch: Path, model: str, name: str, echo=log.info) -> Out
     """Play `batch` through the pipeline with `model`; return what it decided."""
     from edge.supervisor import Supervisor
     from storage.batches import replay_store
-    from storage.registry import Registry
+    from engines.registry import Registry
 
     package = Registry(config.data_dir).resolve(model)
     _, folder = replay_store(config.data_dir, name)
@@ -77,23 +79,29 @@ def run_replay(config, batch: Path, model: str, name: str, echo=log.info) -> Out
 
 
 def read_outcome(db_path: Path, model: str) -> Outcome:
+    """The replay database's decisions and detections, and storage's own tally of them."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from storage.db import Container, View, open_database
+
     out = Outcome(model)
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT c.seq, c.decision, c.reason, m.version FROM containers c "
-                          "LEFT JOIN model_versions m ON m.id = c.model_version_id").fetchall()
-        for seq, decision, reason, version in rows:
-            out.decisions[seq] = (decision, reason)
-            if version:
-                out.versions.update(version.split(","))
-        for seq, view, camera in db.execute("SELECT c.seq, v.view, v.camera_id FROM views v "
-                                            "JOIN containers c ON c.id = v.container_id"):
-            out.cameras[(seq, view)] = camera
-            out.detections.setdefault((seq, view), [])
-        for seq, view, name, score, x1, y1, x2, y2 in db.execute(
-                "SELECT c.seq, v.view, d.class_name, d.score, d.x1, d.y1, d.x2, d.y2 FROM detections d "
-                "JOIN views v ON v.id = d.view_id JOIN containers c ON c.id = v.container_id"):
-            out.detections.setdefault((seq, view), []).append(
-                {"class": name, "score": score, "box": [x1, y1, x2, y2]})
+    db = open_database(f"sqlite:///{db_path}")
+    try:
+        with db.session() as session:
+            query = select(Container).options(selectinload(Container.views).selectinload(View.detections))
+            for container in session.scalars(query):
+                out.decisions[container.seq] = (container.decision, container.reason)
+                if container.model_version is not None:
+                    out.versions.update(container.model_version.version.split(","))
+                for view in container.views:
+                    out.cameras[(container.seq, view.view)] = view.camera_id
+                    out.detections[(container.seq, view.view)] = [
+                        {"class": d.class_name, "score": d.score, "box": [d.x1, d.y1, d.x2, d.y2]}
+                        for d in view.detections]
+        out.stats = line_stats(db)
+    finally:
+        db.close()
     return out
 
 
@@ -104,28 +112,15 @@ def _rate(n: int, d: int) -> str:
 
 
 def _summary(outcome: Outcome) -> list[str]:
-    total = len(outcome.decisions)
-    rejects = [s for s, (d, _) in outcome.decisions.items() if d == "reject"]
-    reasons: dict[str, int] = {}
-    for seq in rejects:
-        reasons[outcome.decisions[seq][1]] = reasons.get(outcome.decisions[seq][1], 0) + 1
-    by_class: dict[str, set[int]] = {}
-    by_camera: dict[str, set[int]] = {}
-    for (seq, view), dets in outcome.detections.items():
-        if outcome.decisions.get(seq, ("",))[0] != "reject":
-            continue
-        for d in dets:
-            by_class.setdefault(d["class"], set()).add(seq)
-            by_camera.setdefault(outcome.cameras.get((seq, view), f"view {view}"), set()).add(seq)
+    stats = outcome.stats
     lines = [f"### Model `{outcome.model}` (versions: {', '.join(sorted(outcome.versions)) or '?'})", "",
-             f"- containers: {total}, rejected: {_rate(len(rejects), total)}",
-             f"- database: `{outcome.database}`", "", "| rejects by reason | containers |", "|---|---|"]
-    lines += [f"| {r} | {n} |" for r, n in sorted(reasons.items())] or ["| (none) | 0 |"]
-    lines += ["", "| rejects by class | containers |", "|---|---|"]
-    lines += [f"| {c} | {len(s)} |" for c, s in sorted(by_class.items())] or ["| (none) | 0 |"]
-    lines += ["", "| rejects by camera | containers |", "|---|---|"]
-    lines += [f"| {c} | {len(s)} |" for c, s in sorted(by_camera.items())] or ["| (none) | 0 |"]
-    return lines + [""]
+             f"- containers: {stats.containers}, rejected: {_rate(stats.rejected, stats.containers)}",
+             f"- database: `{outcome.database}`", ""]
+    for title, counts in (("reason", stats.by_reason), ("class", stats.by_class), ("camera", stats.by_camera)):
+        lines += [f"| rejects by {title} | containers |", "|---|---|"]
+        lines += [f"| {k} | {n} |" for k, n in sorted(counts.items())] or ["| (none) | 0 |"]
+        lines.append("")
+    return lines
 
 
 def _against_capture(batch, outcome: Outcome) -> tuple[list[str], int]:
@@ -140,15 +135,7 @@ def _against_capture(batch, outcome: Outcome) -> tuple[list[str], int]:
     return lines + [""], len(differ)
 
 
-def _draw(image: np.ndarray, dets: list[dict], colour, tag: str) -> None:
-    for d in dets:
-        x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
-        cv2.putText(image, f"{tag}:{d['class']} {d['score']:.2f}", (x1, max(12, y1 - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-
-
-def _agreement(batch, a: Outcome, b: Outcome, out_dir: Path) -> list[str]:
+def _agreement(batch, a: Outcome, b: Outcome, out_dir: Path, vocabulary: tuple[str, ...]) -> list[str]:
     seqs = sorted(set(a.decisions) & set(b.decisions))
     differ = [s for s in seqs if a.decisions[s][0] != b.decisions[s][0]]
     lines = ["## Agreement between the models", "",
@@ -157,7 +144,8 @@ def _agreement(batch, a: Outcome, b: Outcome, out_dir: Path) -> list[str]:
              f"- `{b.model}` rejects, `{a.model}` passes: {sum(b.decisions[s][0] == 'reject' for s in differ)}", ""]
     if not differ:
         return lines
-    lines += [f"Views where they disagree: boxes of `{a.model}` in red, `{b.model}` in blue, labels in green.", ""]
+    lines += [f"Views where they disagree: tags `A` are `{a.model}`'s detections, `B` `{b.model}`'s, "
+              "`label` the batch's labels; one colour per class.", ""]
     files = {(c.seq, v.view): v.file for c in batch.containers for v in c.views}
     pictures = out_dir / "images"
     pictures.mkdir(parents=True, exist_ok=True)
@@ -172,14 +160,13 @@ def _agreement(batch, a: Outcome, b: Outcome, out_dir: Path) -> list[str]:
             image = cv2.imread(str(files[(seq, view)]), cv2.IMREAD_COLOR)
             if image is None:
                 continue
-            _draw(image, da, COLOURS["a"], "A")
-            _draw(image, db_, COLOURS["b"], "B")
+            marks = [Mark(d["box"], d["class"], d["score"], prefix) for prefix, found in (("A", da), ("B", db_))
+                     for d in found]
             label = batch.labels_for(seq, view)
             if label is not None:
-                _draw(image, [{"class": c, "score": 1.0, "box": bx} for bx, c in
-                              zip(label.boxes.tolist(), label.classes)], COLOURS["label"], "L")
+                marks += [Mark(box, name, prefix="label") for box, name in zip(label.boxes.tolist(), label.classes)]
             name = f"{seq:06d}_v{view}.jpg"
-            cv2.imwrite(str(pictures / name), image)
+            cv2.imwrite(str(pictures / name), draw(image, marks, vocabulary))
             lines.append(f"![container {seq} view {view}](images/{name})")
             shown += 1
         lines.append("")
@@ -234,7 +221,7 @@ def write_report(out_dir: Path, batch, outcomes: list[Outcome], vocabulary: tupl
     for outcome in outcomes:
         lines += _against_capture(batch, outcome)[0]
     if len(outcomes) == 2:
-        lines += _agreement(batch, outcomes[0], outcomes[1], out_dir)
+        lines += _agreement(batch, outcomes[0], outcomes[1], out_dir, vocabulary)
     if batch.labels is not None and batch.labels.images:
         lines += ["## Against the labels", ""]
         for outcome in outcomes:
