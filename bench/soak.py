@@ -104,7 +104,7 @@ def write_config(data: Path, rate: float, workers: int) -> Path:
     return path
 
 
-def serve(config_path: Path, containers: int, rate: float) -> None:
+def serve(config_path: Path, containers: int, rate: float, engine=MarkEngine) -> None:
     """The line itself (a child process, so that its supervisor owns its signals)."""
     from functools import partial
 
@@ -113,7 +113,7 @@ def serve(config_path: Path, containers: int, rate: float) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)
-    options = {"engine_factory": MarkEngine, "station_factory": partial(SoakStation, rate=rate)}
+    options = {"engine_factory": engine, "station_factory": partial(SoakStation, rate=rate)}
     Supervisor(config, containers=containers, options=options, echo=print).run()
 
 

@@ -120,10 +120,13 @@ class WorkerStage:
         self.name = ctx.name
         # Frames must have their camera's configured size; a captured batch keeps its own.
         self.sizes = {cam.view: (cam.height, cam.width) for cam in config.cameras if cam.driver != "batch"}
+        # The engine first: a worker that connected while its model loads would take up to
+        # `hwm` frames it cannot infer before they go stale; unconnected, the station drops
+        # them at once and the decision stage rejects their containers without waiting.
+        self.slot = EngineSlot(ctx.factory("engine_factory", load_real_engine), config)
         self.frames = ctx.endpoints.connect("frames", zmq.PULL)
         self.results = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
         self.images = ctx.endpoints.connect("images", zmq.PUSH) if config.storage.keep_images != "none" else None
-        self.slot = EngineSlot(ctx.factory("engine_factory", load_real_engine), config)
         metrics.MODEL.labels(self.slot.engine.version).set(1)
         metrics.ready("worker")
         self.counts = {"frames": 0, "inferred": 0, "bad": 0, "stale": 0, "images_dropped": 0, "batches": 0}
