@@ -124,6 +124,11 @@ class DecisionBook:
         due = [c for c in self.open.values() if c.deadline_ns <= now_ns]
         return [self._decide(c, now_ns) for c in sorted(due, key=lambda c: c.deadline_ns)]
 
+    def decide_now(self, keys: list[tuple[int, int]], now_ns: int) -> list[dict[str, Any]]:
+        """Decide these open containers now, whatever views they have (a restart cannot wait)."""
+        due = [self.open[k] for k in keys if k in self.open]
+        return [self._decide(c, now_ns) for c in sorted(due, key=lambda c: c.t_gate_ns)]
+
     def flush(self, now_ns: int) -> list[dict[str, Any]]:
         """Decide every open container now (a stage restart or shutdown cannot wait)."""
         return [self._decide(c, now_ns) for c in sorted(self.open.values(), key=lambda c: c.t_gate_ns)]

@@ -72,7 +72,6 @@ class DecisionStage:
         # in time (pipeline/pulses.py), so a starved or dead decision stage still rejects. A PLC
         # times its own ejector and is told each decision only.
         self.arm = config.line.late_result == "reject" and config.reject.driver == "relay"
-        self.totals = self._restore_totals()
         self.sent_at: dict[Key, float] = {}  # when each unacknowledged decision last went to the writer
         self.latencies: deque[float] = deque(maxlen=500)
         self.bad = 0
@@ -81,15 +80,6 @@ class DecisionStage:
         metrics.ready("decision")
 
     # -- restart -------------------------------------------------------------------------
-    def _restore_totals(self) -> dict:
-        totals = {"decided": 0, "passes": 0, "rejects": {}}
-        saved = self.journal.totals
-        if isinstance(saved.get("decided"), int) and isinstance(saved.get("rejects"), dict):
-            totals.update(decided=saved["decided"], passes=saved.get("passes", 0), rejects=dict(saved["rejects"]))
-        for decision in self.journal.since_totals:
-            self._count(totals, decision)
-        return totals
-
     def recover(self) -> None:
         """Pick up what a previous run of this stage left: nothing decided is lost or doubled."""
         now = time.monotonic_ns()
@@ -101,26 +91,37 @@ class DecisionStage:
             self._to_writer(decision)
         lost = list(self.journal.lost)
         if self.journal.same_boot:  # gates the station logged whose message may have died with us
-            known = set(self.journal.decisions) | set(lost)
-            oldest = now - int(KEEP_RECENT_S * 1e9) - self.book.travel_ns
-            for key in GateLog.read(self.gates_path):
-                if key in known or not oldest <= key[1] <= now:
-                    continue
-                if key[1] + self.book.deadline_offset_ns > now:  # still in time: decided as usual
-                    self.book.gate(*key, now)
-                    self.opened(key)
-                else:
-                    lost.append(key)
-        if not lost:
-            return
+            lost += self.adopt_logged_gates(now, set(lost))
+        if lost:
+            self.reject_now(lost, now, "decision restarted", to_relay=self.journal.same_boot)
+
+    def adopt_logged_gates(self, now: int, known: set[Key]) -> list[Key]:
+        """Gates in the station's log that never reached us (their message died in a killed
+        station's or decision stage's socket): opened if still in time, else returned."""
+        known = known | set(self.book.open) | set(self.book.decided)
+        oldest = now - int(KEEP_RECENT_S * 1e9) - self.book.travel_ns
+        late = []
+        for key in GateLog.read(self.gates_path):
+            if key in known or not oldest <= key[1] <= now:
+                continue
+            if key[1] + self.book.deadline_offset_ns > now:  # still in time: decided as usual
+                self.book.gate(*key, now)
+                self.opened(key)
+                log.warning("container %d: its gate message was lost; taken from the station's gate log", key[0])
+            else:
+                late.append(key)
+        return late
+
+    def reject_now(self, keys: list[Key], now: int, reason: str, to_relay: bool = True) -> None:
+        """Fail-safe: containers whose views can no longer be trusted to come are rejected at once."""
         self.book.crash("decision", now)
-        for key in lost:
+        for key in keys:
             self.book.gate(*key, now)
-        for decision in self.book.flush(now):
-            decision["reason"] = "decision restarted"
+        for decision in self.book.decide_now(keys, now):
+            decision["reason"] = reason
             decision["decision"] = "reject"
-            log.error("container %d was open when the decision stage died: rejected", decision["seq"])
-            self.publish(decision, to_relay=self.journal.same_boot)
+            log.error("container %d: %s: rejected", decision["seq"], reason)
+            self.publish(decision, to_relay=to_relay)
 
     # -- inputs --------------------------------------------------------------------------
     def handle(self, msg: dict) -> None:
@@ -155,6 +156,10 @@ class DecisionStage:
         elif kind == "crash":
             self.book.crash(msg["stage"], msg["at_ns"])
             log.warning("%s crashed: its in-flight views will be rejected at their deadline", msg["stage"])
+            if msg["stage"] == "station":  # gate messages that died with it are in its gate log
+                late = self.adopt_logged_gates(now, set())
+                if late:
+                    self.reject_now(late, now, "station restarted")
         elif kind == "end":
             self.ended = True
             log.info("station finished; deciding the %d containers in flight", len(self.book.open))
@@ -195,7 +200,6 @@ class DecisionStage:
             self.observers.send_multipart(parts, zmq.NOBLOCK)
         except zmq.Again:
             pass  # an observer that does not keep up misses decisions, never slows us
-        self._count(self.totals, decision)
         self.metrics.DECISIONS.labels(decision["decision"], decision["reason"]).inc()
         if decision["reason"] == "mould":
             self.metrics.MOULD_REJECTS.labels(f"{decision['section']}-{decision['cavity']}").inc()
@@ -208,15 +212,6 @@ class DecisionStage:
                      decision["latency_ms"])
         else:
             log.debug("container %d: pass in %.0f ms", decision["seq"], decision["latency_ms"])
-
-    @staticmethod
-    def _count(totals: dict, decision: dict) -> None:
-        totals["decided"] += 1
-        if decision.get("decision") == "reject":
-            reason = str(decision.get("reason"))
-            totals["rejects"][reason] = totals["rejects"].get(reason, 0) + 1
-        else:
-            totals["passes"] += 1
 
     def _to_writer(self, decision: dict) -> None:
         self.sent_at[(decision["seq"], decision["t_gate_ns"])] = time.monotonic()
@@ -270,8 +265,9 @@ class DecisionStage:
 
     def _beat(self, force: bool = False) -> None:
         lat = sorted(self.latencies)
-        self.ctx.beat(force=force, open=len(self.book.open), decided=self.totals["decided"],
-                      passes=self.totals["passes"], rejects=self.totals["rejects"],
+        totals = self.journal.totals
+        self.ctx.beat(force=force, open=len(self.book.open), decided=totals["decided"],
+                      passes=totals["passes"], rejects=totals["rejects"],
                       late_views=self.book.counts["late_views"], unknown=self.book.counts["unknown"],
                       bad=self.bad, waiting=len(self.relay.waiting) + len(self.writer.waiting),
                       unacked=len(self.sent_at), journal_ok=not self.journal.degraded,
@@ -293,7 +289,7 @@ class DecisionStage:
             self.relay.flush()
             self.writer.flush()
             if self.journal.due_for_compaction():
-                self.journal.compact(time.monotonic_ns(), self.totals)
+                self.journal.compact(time.monotonic_ns())
             self.metrics.DEPTH.labels("decision").set(len(self.book.open))
             if self.ended and not self.book.open:
                 ctx.state = "drained"
@@ -310,7 +306,7 @@ class DecisionStage:
             self.relay.flush()
             self.writer.flush()
         self._beat(force=True)
-        self.journal.close(self.totals)
+        self.journal.close()
         for sock in (self.results, self.observers):
             sock.close(linger=0)
         for out in (self.relay, self.writer):

@@ -130,8 +130,9 @@ class DecisionJournal:
     """Open containers, decisions the writer has not acknowledged, recent decisions, totals.
 
     Lines: `open <seq> <t_gate_ns>`, `decided <seq> <t_gate_ns> <decision JSON>`,
-    `acked <seq> <t_gate_ns>`, `totals <JSON>` (the stage's counters, written last at each
-    compaction: decisions after the last totals line are not counted in it). A decision stays while the writer has not
+    `acked <seq> <t_gate_ns>`, `totals <JSON>`. The totals (decided, passes, rejects by
+    reason) are counted here as decisions are journalled, and written last at each
+    compaction, so that a replay counts every decision exactly once across any restarts. A decision stays while the writer has not
     acknowledged it (it is re-sent) and while it is recent (a restarted reject controller
     is told again, so it can fire or alarm; see `recent`).
     """
@@ -142,8 +143,7 @@ class DecisionJournal:
         self.open: dict[Key, None] = {}
         self.decisions: OrderedDict[Key, dict] = OrderedDict()
         self.acked: set[Key] = set()
-        self.totals: dict[str, Any] = {}  # the stage's counters when the totals line was written
-        self.since_totals: list[dict] = []  # decisions journalled after it: not in `totals` yet
+        self.totals: dict[str, Any] = {"decided": 0, "passes": 0, "rejects": {}}  # survive restarts
         self._replay(self.file.old_lines)
         self.same_boot = self.file.same_boot
         if not self.same_boot:  # monotonic times of another boot mean nothing now
@@ -155,13 +155,14 @@ class DecisionJournal:
     def _replay(self, lines: list[str]) -> None:
         for line in lines:
             kind, _, rest = line.partition(" ")
-            if kind == "totals":
+            if kind == "totals":  # written last at a compaction: it counts every line above it
                 try:
                     totals = json.loads(rest)
                 except ValueError:
                     continue
-                if isinstance(totals, dict):
-                    self.totals, self.since_totals = totals, []
+                if isinstance(totals.get("rejects") if isinstance(totals, dict) else None, dict):
+                    self.totals = {"decided": int(totals.get("decided", 0)), "passes": int(totals.get("passes", 0)),
+                                   "rejects": dict(totals["rejects"])}
                 continue
             fields = rest.split(" ", 2)
             key = _key(*fields[:2]) if len(fields) >= 2 else None
@@ -177,7 +178,7 @@ class DecisionJournal:
                 if isinstance(decision, dict):
                     self.open.pop(key, None)
                     self.decisions[key] = decision
-                    self.since_totals.append(decision)
+                    self._count(decision)
             elif kind == "acked":
                 self.acked.add(key)
 
@@ -201,7 +202,17 @@ class DecisionJournal:
         key = (decision["seq"], decision["t_gate_ns"])
         self.open.pop(key, None)
         self.decisions[key] = decision
+        self._count(decision)
         self.file.append(f"decided {key[0]} {key[1]} {json.dumps(decision, separators=(',', ':'))}")
+
+    def _count(self, decision: dict) -> None:
+        totals = self.totals
+        totals["decided"] += 1
+        if decision.get("decision") == "reject":
+            reason = str(decision.get("reason"))
+            totals["rejects"][reason] = totals["rejects"].get(reason, 0) + 1
+        else:
+            totals["passes"] += 1
 
     def ack(self, key: Key) -> bool:
         """The writer committed this container; False when it is not one we are waiting for."""
@@ -222,15 +233,13 @@ class DecisionJournal:
         return [d for d in self.decisions.values() if d.get("due_ns", 0) + self.keep_recent_ns >= now_ns]
 
     # -- housekeeping --------------------------------------------------------------------
-    def compact(self, now_ns: int | None, totals: dict | None = None) -> None:
+    def compact(self, now_ns: int | None) -> None:
         """Forget acknowledged decisions that are no longer recent; rewrite the file."""
         if now_ns is not None:
             for key in [k for k, d in self.decisions.items()
                         if k in self.acked and d.get("due_ns", 0) + self.keep_recent_ns < now_ns]:
                 del self.decisions[key]
                 self.acked.discard(key)
-        if totals is not None:
-            self.totals = totals
         lines = [f"open {s} {t}" for s, t in self.open]
         lines += [f"decided {s} {t} {json.dumps(d, separators=(',', ':'))}" for (s, t), d in self.decisions.items()]
         lines += [f"acked {s} {t}" for s, t in self.acked]
@@ -244,8 +253,8 @@ class DecisionJournal:
     def degraded(self) -> bool:
         return self.file.degraded
 
-    def close(self, totals: dict | None = None) -> None:
-        self.compact(None, totals)
+    def close(self) -> None:
+        self.compact(None)
         self.file.close()
 
 

@@ -27,7 +27,7 @@ def test_decision_journal_restores_open_unacked_recent_and_totals(tmp_path):
     journal.decided(decision(2, "pass", reason="ok"))
     journal.ack((1, GATE + 1))
     assert not journal.ack((1, GATE + 1)) and not journal.ack((9, 9))  # once, and only what is owed
-    journal.compact(GATE + 9 * S, {"decided": 10, "passes": 7, "rejects": {"defect": 3}})
+    journal.compact(GATE + 9 * S)
     journal.decided(decision(3))
     # kill -9 here: a torn last line, as a crash mid-write leaves it
     with open(path, "a") as f:
@@ -37,8 +37,24 @@ def test_decision_journal_restores_open_unacked_recent_and_totals(tmp_path):
     assert [d["seq"] for d in again.unacked()] == [2, 3]  # the writer never confirmed them
     assert [d["seq"] for d in again.recent(GATE + 9 * S)] == [1, 2, 3]
     assert again.recent(GATE + 80 * S) == []  # ejector times long past: nothing to tell a relay
-    assert again.totals == {"decided": 10, "passes": 7, "rejects": {"defect": 3}}
-    assert [d["seq"] for d in again.since_totals] == [3]  # decided after the totals were written
+    assert again.totals == {"decided": 3, "passes": 1, "rejects": {"defect": 2}}  # each counted once
+
+
+def test_totals_survive_restarts_in_a_row(tmp_path):
+    """The soak found counts lost when the stage died twice between compactions."""
+    path = tmp_path / "j"
+    seq = 0
+    for restart in range(4):
+        journal = DecisionJournal(path, keep_recent_ns=60 * S)
+        assert journal.totals["decided"] == seq
+        for _ in range(5):
+            seq += 1
+            journal.decided(decision(seq, "pass" if seq % 2 else "reject"))
+        if restart == 2:
+            journal.compact(GATE)
+        journal.file._file.flush()  # kill -9: no close
+    final = DecisionJournal(path, keep_recent_ns=60 * S).totals
+    assert final == {"decided": 20, "passes": 10, "rejects": {"defect": 10}}
 
 
 def test_decision_journal_forgets_acknowledged_old_decisions_and_keeps_unacked(tmp_path):
