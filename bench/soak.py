@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.pipeline import VOCABULARY, BenchStation
+from bench.pipeline import VOCABULARY, BenchStation, NullEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDE = 64  # pixels per view side: the plumbing, not the pixels, is under test
@@ -46,14 +46,10 @@ STAGES = ("station", "worker-0", "worker-1", "decision", "relay", "writer")
 log = logging.getLogger("soak")
 
 
-class MarkEngine:
+class MarkEngine(NullEngine):
     """No model: a view whose first pixel is 255 has a defect, every other view is clean."""
 
     version = "soak"
-    vocabulary = VOCABULARY
-
-    def __init__(self, config=None) -> None:
-        pass
 
     def infer(self, images):
         from engines.detections import Detections
@@ -66,9 +62,6 @@ class MarkEngine:
             else:
                 out.append(Detections.empty(VOCABULARY))
         return out
-
-    def close(self) -> None:
-        pass
 
 
 class SoakStation(BenchStation):

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from camera.frame import VIEWS  # noqa: E402
 from camera.synth import GlassRenderer  # noqa: E402
+from storage.names import view_stem  # noqa: E402
 
 GOAL_VIEWS_PER_S = 60.0  # 10 containers per second, six views each
 
@@ -84,7 +85,7 @@ def main() -> None:
         for seq in range(n):
             container = renderer.container(args.seed, seq)
             for view in range(VIEWS):
-                cv2.imwrite(str(Path(tmp) / f"{seq:06d}_v{view}.png"), renderer.render(container, view).image)
+                cv2.imwrite(str(Path(tmp) / f"{view_stem(seq, view)}.png"), renderer.render(container, view).image)
         dt = time.perf_counter() - t0
     print(f"dataset writing (render + PNG), one core: {n * VIEWS / dt:.0f} views/s")
 

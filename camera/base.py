@@ -9,15 +9,18 @@ cameras never loads the pylon runtime.
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from camera.errors import CameraError
 from storage.plugins import Plugins
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Camera(ABC):
     def __init__(self, config) -> None:
         self.config = config
         self.id: str = config.id
+        self._info: dict = {}  # model, serial, ...: what the device says of itself once found
 
     @abstractmethod
     def open(self) -> None:
@@ -98,6 +102,15 @@ class Camera(ABC):
             self.close()
             raise
 
+    def _release(self, *steps: Callable[[], object]) -> None:
+        """Run a device's shutdown steps in order, for `close`: a removed device fails its own
+        shutdown and then nothing is left to free, so a failure is a debug line, not an error."""
+        try:
+            for step in steps:
+                step()
+        except Exception as exc:
+            log.debug("camera %s: close: %s", self.id, exc)
+
     def reconnect(self) -> None:
         """Bring a lost device back; raises when it is still absent."""
         self.close()
@@ -109,7 +122,7 @@ class Camera(ABC):
 
     def describe(self) -> dict:
         """What `edge cameras list` prints: at least model and serial."""
-        return {"id": self.id, "driver": self.driver}
+        return {"id": self.id, "driver": self.driver, **self._info}
 
 
 CAMERAS: Plugins[Camera] = Plugins("camera driver", {

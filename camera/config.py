@@ -8,12 +8,31 @@ class and validates only the settings that driver understands.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Sequence, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from camera.frame import VIEWS
 from storage.section import Section
 from storage.moulds import parse_mould
+
+
+def check_six_views(cameras: Sequence) -> None:
+    """One camera per view 0-5, each in its view's bank; ValueError naming the camera otherwise.
+    The one check of the six views: config.yaml's validator and the station (built from
+    configs that need not come from a file) both call it."""
+    seen: dict[int, str] = {}
+    for cfg in cameras:
+        if cfg.view in seen:
+            raise ValueError(f"camera {cfg.id!r}: view {cfg.view} is already used by camera "
+                             f"{seen[cfg.view]!r}; give each camera its own view 0-5")
+        seen[cfg.view] = cfg.id
+        bank = "left" if cfg.view < 3 else "right"
+        if cfg.bank != bank:
+            raise ValueError(f"camera {cfg.id!r}: view {cfg.view} is in the {bank} bank, not {cfg.bank!r}")
+    absent = sorted(set(range(VIEWS)) - set(seen))
+    if absent:
+        raise ValueError(f"no camera for view(s) {absent}; the station needs one camera per view 0-5")
 
 
 class MachineConfig(Section):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from camera.base import Camera, build_camera, monotonic_ns
+from camera.config import check_six_views
 from camera.errors import CameraError
 from camera.frame import VIEWS, Frame
 from camera.gates.base import Gate, GateEvent, build_gate
@@ -29,22 +30,6 @@ from camera.worker import RECONNECT_INTERVAL_S, CameraWorker, Job
 log = logging.getLogger(__name__)
 
 GATE_POLL_S = 0.05
-
-
-def check_cameras(configs: list) -> None:
-    """Six cameras, one per view, each in its view's bank; CameraError naming the camera otherwise."""
-    seen: dict[int, str] = {}
-    for cfg in configs:
-        if cfg.view in seen:
-            raise CameraError(f"camera {cfg.id!r}: view {cfg.view} is already used by camera "
-                              f"{seen[cfg.view]!r}; give each camera its own view 0-5")
-        seen[cfg.view] = cfg.id
-        bank = "left" if cfg.view < 3 else "right"
-        if cfg.bank != bank:
-            raise CameraError(f"camera {cfg.id!r}: view {cfg.view} is in the {bank} bank, not {cfg.bank!r}")
-    absent = sorted(set(range(VIEWS)) - set(seen))
-    if absent:
-        raise CameraError(f"no camera for view(s) {absent}; the station needs one camera per view 0-5")
 
 
 @dataclass(frozen=True)
@@ -303,7 +288,10 @@ def build_station(cameras: list, gate, line) -> Station:
     Problems a user can fix (a wrong serial, a view used twice, a trigger line the
     camera lacks) raise CameraError naming the camera before anything runs.
     """
-    check_cameras(cameras)
+    try:
+        check_six_views(cameras)
+    except ValueError as exc:
+        raise CameraError(str(exc)) from None
     opened_cameras: list[Camera] = []
     opened_gates: list[Gate] = []
     try:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from camera.config import CameraConfig, GateConfig, MachineConfig
+from camera.config import CameraConfig, GateConfig, MachineConfig, check_six_views
 from storage.section import Section
 from storage.moulds import parse_mould
 from engines.config import EngineConfig
@@ -135,16 +135,7 @@ class AppConfig(Section):
 
     @model_validator(mode="after")
     def _six_distinct_views(self) -> "AppConfig":
-        seen: dict[int, str] = {}
-        for cam in self.cameras:
-            if cam.view in seen:
-                raise ValueError(f"view {cam.view} is used by both {seen[cam.view]!r} and {cam.id!r}; "
-                                 "each view 0-5 needs exactly one camera")
-            seen[cam.view] = cam.id
-            expected = "left" if cam.view < 3 else "right"
-            if cam.bank != expected:
-                raise ValueError(f"camera {cam.id!r}: view {cam.view} belongs to the {expected} bank, "
-                                 f"not {cam.bank!r}")
+        check_six_views(self.cameras)
         ids = [cam.id for cam in self.cameras]
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")

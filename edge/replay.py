@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from storage.draw import Mark, draw
+from storage.names import parse_view_stem, view_stem
 from storage.stats import Stats, line_stats
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def _agreement(batch, a: Outcome, b: Outcome, out_dir: Path, vocabulary: tuple[s
             label = batch.labels_for(seq, view)
             if label is not None:
                 marks += [Mark(box, name, prefix="label") for box, name in zip(label.boxes.tolist(), label.classes)]
-            name = f"{seq:06d}_v{view}.jpg"
+            name = f"{view_stem(seq, view)}.jpg"
             cv2.imwrite(str(pictures / name), draw(image, marks, vocabulary))
             lines.append(f"![container {seq} view {view}](images/{name})")
             shown += 1
@@ -185,8 +186,7 @@ def _labels(batch, outcome: Outcome, vocabulary: tuple[str, ...]) -> list[str]:
     for img in images:
         seq, view = img.container_seq, img.view
         if seq is None or view is None:
-            stem = Path(img.file).stem  # 000123_v4
-            seq, view = int(stem.split("_v")[0]), int(stem.split("_v")[1])
+            seq, view = parse_view_stem(Path(img.file).stem)
         if len(img.classes):
             defective.add(seq)
         found = [d for d in outcome.detections.get((seq, view), []) if d["class"] in index]

@@ -42,6 +42,7 @@ from pipeline.errors import PipelineError
 from pipeline.sockets import Endpoints, run_dir
 from pipeline import stage as stage_process
 from pipeline.stage import EXIT_USER_ERROR
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +214,8 @@ class Supervisor:
 
     def _write_pids(self) -> None:
         pids = {s.name: s.process.pid for s in self.stages.values() if s.process is not None}
-        tmp = self.run_dir / "stages.json.tmp"
-        tmp.write_text(json.dumps(pids))
-        tmp.replace(self.run_dir / "stages.json")
+        with atomic_write(self.run_dir / "stages.json", fsync=False) as fh:  # rewritten at each (re)start
+            json.dump(pids, fh)
 
     def _await_ready(self, names: list[str]) -> None:
         end = time.monotonic() + START_TIMEOUT_S

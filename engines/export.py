@@ -13,6 +13,7 @@ onto an edited graph, the digest cannot, so a cached graph that differs is expor
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import numpy as np
 
 from engines.errors import EngineError
 from engines.package import ModelPackage, record_digest
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +118,17 @@ def export_onnx(package: ModelPackage, out: Path, *, vocabulary: Sequence[str] |
     deploy = load_model(package).deploy(torch.from_numpy(embeddings)).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    graph = io.BytesIO()
     dynamic = {name: {0: "batch"} for name in (INPUT, *OUTPUTS)} if batch is None else None
     dummy = torch.zeros(batch or 1, 3, imgsz, imgsz)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
             probe = [tuple(t.shape) for t in deploy(dummy)]
-            torch.onnx.export(deploy, (dummy,), str(tmp),
+            torch.onnx.export(deploy, (dummy,), graph,
                               dynamo=False, opset_version=opset, input_names=[INPUT],
                               output_names=list(OUTPUTS), dynamic_axes=dynamic, do_constant_folding=True)
-        proto = onnx.load(str(tmp))
+        proto = onnx.load_model_from_string(graph.getvalue())
         _declare_output_shapes(proto, probe)
         onnx.checker.check_model(proto, full_check=True)
         check_deployable(proto, len(vocabulary), imgsz)
@@ -136,15 +138,13 @@ def export_onnx(package: ModelPackage, out: Path, *, vocabulary: Sequence[str] |
         del proto.metadata_props[:]
         for key, value in meta.items():
             proto.metadata_props.add(key=key, value=value)
-        onnx.save(proto, str(tmp))
-        tmp.replace(out)
+        with atomic_write(out, "wb", fsync=False) as fh:
+            fh.write(proto.SerializeToString())
         record_digest(out)
     except EngineError:
         raise
     except Exception as exc:  # exporter and checker raise many types; name the model and cause
         raise EngineError(f"{package.path}: ONNX export failed ({type(exc).__name__}: {exc})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("exported %s (%d classes, %dx%d, batch %s) to %s in %.1f s", package.version,
              len(vocabulary), imgsz, imgsz, batch or "dynamic", out, time.monotonic() - started)
     return out

@@ -16,6 +16,11 @@ differs from the digest the registry recorded (a threshold edited by hand). The 
 pins every file's sha256, so that one digest covers the files too. Files made later from
 the package (exported graphs, TensorRT engines) carry a digest of their own beside them,
 `<file>.sha256`, and are rebuilt when the file no longer matches it.
+
+The manifest's `schema_version` says which layout it has. A manifest written by an older
+glass-edge (none before version 1) is upgraded on load by `upgrade_manifest`, in memory
+only: the registry's digest and the file stay as they were until a tool changes the
+package (`update`). One written by a newer glass-edge is refused, naming the versions.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from engines.errors import EngineError
+from storage.files import atomic_write
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.pt"
@@ -40,6 +46,7 @@ TEXT = "text.npy"
 ONNX = "model.onnx"
 REGISTERED = "registered.json"
 REQUIRED_FILES = (WEIGHTS, TEXT)  # what loading reads: never unchecked
+SCHEMA_VERSION = 1  # the manifest layout this code writes and reads
 # A version names a folder: letters, digits, '.', '_', '-', '+'; no '/', no leading dot.
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -91,9 +98,10 @@ def _manifest_digests(manifest: dict[str, Any]) -> dict[str, str]:
 
 
 class ModelPackage:
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any], stored: dict[str, Any] | None = None) -> None:
         self.path = path
-        self.manifest = manifest
+        self.manifest = manifest  # upgraded to SCHEMA_VERSION
+        self._stored = manifest if stored is None else stored  # as manifest.json holds it: what is sealed
 
     @property
     def version(self) -> str:
@@ -127,8 +135,10 @@ class ModelPackage:
             raise EngineError(f"{path}: not a model package (no {MANIFEST})") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EngineError(f"{path / MANIFEST}: unreadable manifest ({exc})") from None
+        stored = manifest
+        manifest = upgrade_manifest(path / MANIFEST, stored)
         _check_manifest(path / MANIFEST, manifest)
-        package = cls(path, manifest)
+        package = cls(path, manifest, stored)
         if verify:
             package.verify(registered)
         return package
@@ -148,9 +158,8 @@ class ModelPackage:
 
     def seal(self) -> None:
         """Record the digest of the manifest as it is now (the registry does, at registration)."""
-        tmp = self.path / f".{REGISTERED}.tmp"
-        tmp.write_text(json.dumps({"keys": _manifest_digests(self.manifest)}, indent=2))
-        tmp.replace(self.path / REGISTERED)
+        with atomic_write(self.path / REGISTERED, fsync=False) as fh:
+            json.dump({"keys": _manifest_digests(self._stored)}, fh, indent=2)
 
     def _check_registered(self) -> None:
         try:
@@ -161,7 +170,7 @@ class ModelPackage:
             raise ModelModified(self.version, f"no registration digest ({REGISTERED} is missing)") from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelModified(self.version, f"{REGISTERED} is unreadable ({exc})") from None
-        current = _manifest_digests(self.manifest)
+        current = _manifest_digests(self._stored)
         changed = sorted(key for key in set(recorded) | set(current) if recorded.get(key) != current.get(key))
         if changed:
             raise ModelModified(self.version, f"manifest {', '.join(changed)} differ from registration")
@@ -184,6 +193,7 @@ class ModelPackage:
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp / WEIGHTS)
             np.save(tmp / TEXT, np.asarray(embeddings, np.float32))
             manifest = {
+                "schema_version": SCHEMA_VERSION,
                 "version": version,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "arch": arch,
@@ -234,12 +244,40 @@ class ModelPackage:
         """
         manifest = {**self.manifest, **fields}
         _check_manifest(self.path / MANIFEST, manifest)
-        self.manifest = manifest
-        tmp = self.path / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(self.manifest, indent=2))
-        tmp.replace(self.path / MANIFEST)
+        with atomic_write(self.path / MANIFEST, fsync=False) as fh:
+            json.dump(manifest, fh, indent=2)
+        self.manifest = self._stored = manifest  # written upgraded
         if self.registered:
             self.seal()
+
+
+def upgrade_manifest(where: Path, manifest: Any) -> Any:
+    """`manifest` as this code's SCHEMA_VERSION lays it out (a new dict; the argument is left as it
+    was). EngineError for a manifest from a newer glass-edge; anything else not a JSON object is
+    returned for `_check_manifest` to refuse."""
+    if not isinstance(manifest, dict):
+        return manifest
+    version = manifest.get("schema_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise EngineError(f"{where}: schema_version {str(version)[:40]!r} is not a whole number; "
+                          "restore the manifest or re-create the package")
+    if version > SCHEMA_VERSION:
+        raise EngineError(f"{where}: schema_version {version} is newer than this glass-edge reads "
+                          f"(up to {SCHEMA_VERSION}); install the glass-edge that made the model")
+    manifest = dict(manifest)
+    while version < SCHEMA_VERSION:
+        manifest = _UPGRADES[version](manifest)
+        version = manifest["schema_version"]
+    return manifest
+
+
+def _from_unversioned(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 is the layout manifests had before they carried a version: it only says so."""
+    return {"schema_version": 1, **{key: value for key, value in manifest.items() if key != "schema_version"}}
+
+
+# schema_version -> the pure function that takes a manifest of that version one step on.
+_UPGRADES = {0: _from_unversioned}
 
 
 def _check_manifest(where: Path, manifest: Any) -> None:

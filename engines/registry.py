@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from engines.errors import EngineError
 from engines.package import MANIFEST, ModelModified, ModelPackage, check_version_name
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,6 @@ HISTORY = "HISTORY.json"
 # The model shipped in the repository: trained on synthetic containers only.
 SHIPPED = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "rtvp-n-synth"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Registry:
@@ -169,7 +160,7 @@ class Registry:
         self._set_active(version)
         history = self.history()
         if not history or history[-1] != version:
-            _write_atomic(self.root / HISTORY, json.dumps(history + [version]))
+            self._write_history(history + [version])
         log.info("active model is now %s", version)
         return package
 
@@ -185,13 +176,18 @@ class Registry:
         previous = history[-1]
         package = self.get(previous)
         self._set_active(previous)
-        _write_atomic(self.root / HISTORY, json.dumps(history))
+        self._write_history(history)
         log.info("rolled back from %s to %s", current, previous)
         return package
 
     def _set_active(self, version: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.root / ACTIVE, version + "\n")
+        with atomic_write(self.root / ACTIVE) as fh:  # fsynced, as HISTORY.json: which model is live
+            fh.write(version + "\n")
+
+    def _write_history(self, history: list[str]) -> None:
+        with atomic_write(self.root / HISTORY) as fh:
+            json.dump(history, fh)
 
     def ensure_default(self) -> ModelPackage | None:
         """On an empty registry, register and activate the model shipped in the repository."""

@@ -131,28 +131,38 @@ class Scheduled(Message):
 Moulds = Annotated[Int, Field(ge=1, le=99)]  # a section or cavity number (storage/moulds.py)
 
 
-class Gate(Message):
+class Moulded(Message):
+    """The mould that formed the container (section-cavity), where the gate read it."""
+
+    section: Moulds | None = None
+    cavity: Moulds | None = None
+
+
+class Gate(Moulded):
     """station -> decision: container seq entered at t_gate_ns (from mould section-cavity, if read)."""
 
     kind: Literal["gate"]
     seq: Seq
     t_gate_ns: Nanos
-    section: Moulds | None = None
-    cavity: Moulds | None = None
 
 
-class ViewResult(Message):
+class ViewOutcome(Message):
+    """What became of one view: as a worker or the station reports it, as a decision records it."""
+
+    view: View
+    camera_id: Name
+    reason: Text | None = None
+    t_capture_ns: Nanos | None = None
+    detections: Detections = []
+
+
+class ViewResult(ViewOutcome):
     """worker/station -> decision: one view's outcome."""
 
     kind: Literal["view"]
     seq: Seq
-    view: View
     t_gate_ns: Nanos
-    camera_id: Name
     outcome: Literal["inferred", "missing", "dropped", "bad"]
-    reason: Text | None = None
-    t_capture_ns: Nanos | None = None
-    detections: Detections = []
     model_version: Name | None = None
     worker: Name | None = None
     engine_ms: Annotated[Float, Field(ge=0)] | None = None
@@ -179,18 +189,13 @@ class Arm(Scheduled):
     kind: Literal["arm"]
 
 
-class DecidedView(Message):
-    view: View
-    camera_id: Name
+class DecidedView(ViewOutcome):
     outcome: Literal["inferred", "missing", "dropped", "bad", "lost", "late"]
-    reason: Text | None = None
-    t_capture_ns: Nanos | None = None
     t_capture_utc: Name | None = None
-    detections: Detections = []
     rejecting: Annotated[list[Name], Field(max_length=MAX_DETECTIONS)] = []
 
 
-class Decision(Scheduled):
+class Decision(Scheduled, Moulded):
     """decision -> relay, writer, observers: pipeline/decision.py `_decide`."""
 
     kind: Literal["decision"]
@@ -202,8 +207,6 @@ class Decision(Scheduled):
     latency_ms: Float
     model_version: Name | None = None
     views: Annotated[list[DecidedView], Field(max_length=6)]
-    section: Moulds | None = None
-    cavity: Moulds | None = None
 
 
 class Image(Message):

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from camera.frame import VIEWS
+from storage.bounded import BoundedSet
 from storage.moulds import mould_name
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class DecisionBook:
         self.cameras = cameras or {}
         self.reject_moulds: set[str] = set()  # "3-1": every container of these is rejected (the stage sets it)
         self.open: dict[tuple[int, int], Container] = {}
-        self.decided: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self.decided: BoundedSet[tuple[int, int], str] = BoundedSet(REMEMBER)  # with the decision
         self.crashes: list[tuple[str, int]] = []
         self.counts: dict[str, int] = {"decided": 0, "late_views": 0, "unknown": 0, "duplicate": 0}
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
@@ -87,7 +87,7 @@ class DecisionBook:
         if key in self.decided:
             self.counts["late_views"] += 1
             log.warning("container %d view %d: result arrived after the decision (%s); ignored",
-                        key[0], view, self.decided[key])
+                        key[0], view, self.decided.get(key))
             return None
         container = self.open.get(key)
         if container is None:
@@ -108,9 +108,7 @@ class DecisionBook:
 
     def remember(self, key: tuple[int, int], decision: str) -> None:
         """A container decided before a restart: its late views are recognised as late."""
-        self.decided[key] = decision
-        while len(self.decided) > REMEMBER:
-            self.decided.popitem(last=False)
+        self.decided.add(key, decision)
 
     def crash(self, stage: str, at_ns: int) -> None:
         self.crashes.append((stage, at_ns))
@@ -187,9 +185,7 @@ class DecisionBook:
             log.warning("container %d: %s, PASSED because line.late_result is 'pass' (not inspected!)",
                         c.seq, reason)
         latency_ms = (now_ns - c.t_gate_ns) / 1e6
-        self.decided[(c.seq, c.t_gate_ns)] = decision
-        while len(self.decided) > REMEMBER:
-            self.decided.popitem(last=False)
+        self.decided.add((c.seq, c.t_gate_ns), decision)
         self.counts["decided"] += 1
         return {
             "seq": c.seq, "line_id": self.line_id, "t_gate_ns": c.t_gate_ns,

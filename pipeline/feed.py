@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import zmq
@@ -33,6 +32,8 @@ from pipeline import codec
 from pipeline.journal import GateLog
 from pipeline.outbox import Outbox
 from pipeline.sockets import run_dir
+from storage.bounded import BoundedSet
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,9 @@ class SeqMap:
         out = seq + self.base
         if out > self.last:
             self.last = out
-            tmp = self.path.with_suffix(".tmp")
             try:
-                tmp.write_text(str(out))
-                tmp.replace(self.path)
+                with atomic_write(self.path, fsync=False) as fh:  # once per container
+                    fh.write(str(out))
                 self._failed = False
             except OSError as exc:
                 if not self._failed:
@@ -140,7 +140,7 @@ class StationStage:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.counts = {"gated": 0, "sent": 0, "dropped": 0, "missing": 0}
-        self.announced: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.announced: BoundedSet[tuple[int, int], None] = BoundedSet(ANNOUNCED_MAX)
         self.failure: list[BaseException] = []
         self.station = None
 
@@ -148,11 +148,8 @@ class StationStage:
         """Tell the decision stage a container exists (once), so its deadline runs from the gate;
         `mould` (section=, cavity=) when the gate read it."""
         key = (seq, t_gate_ns)
-        if key in self.announced:
+        if not self.announced.add(key):
             return
-        self.announced[key] = None
-        while len(self.announced) > ANNOUNCED_MAX:
-            self.announced.popitem(last=False)
         self.counts["gated"] += 1
         self.first.note(seq)
         self.gates.add(seq, t_gate_ns)  # before the message: a decision stage that dies finds it

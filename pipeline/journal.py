@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
+
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,11 @@ class LineJournal:
         """Replace the file with `lines` (atomically), then keep appending to it."""
         if self._file is not None:
             self._close_file()
-        tmp = self.path.with_suffix(".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             body = [f"boot {self.boot}", *lines]
-            tmp.write_text("".join(f"{line}\n" for line in body))
-            os.replace(tmp, self.path)
+            with atomic_write(self.path, fsync=False) as fh:  # rewritten often; appends are not synced either
+                fh.write("".join(f"{line}\n" for line in body))
             self._file = open(self.path, "a")
             self._lines = len(body)
             if self.degraded:
@@ -91,10 +91,6 @@ class LineJournal:
             self.degraded = False
         except OSError as exc:
             self._file = None
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             self._fail(exc)
 
     def due_for_compaction(self) -> bool:

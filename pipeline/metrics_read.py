@@ -16,3 +16,17 @@ def scrape(address: str, timeout: float = 3.0) -> dict[str, list[tuple[dict, flo
         for s in family.samples:
             samples.setdefault(s.name, []).append((s.labels, s.value))
     return samples
+
+
+def total(samples, name: str, **match) -> float:
+    """The sum of a scraped metric's samples whose labels match."""
+    return sum(v for labels, v in samples.get(name, []) if all(labels.get(k) == m for k, m in match.items()))
+
+
+def by(samples, name: str, key: str, **match) -> dict[str, float]:
+    """A scraped metric's matching samples summed per value of label `key`."""
+    out: dict[str, float] = {}
+    for labels, v in samples.get(name, []):
+        if all(labels.get(k) == m for k, m in match.items()):
+            out[labels.get(key, "")] = out.get(labels.get(key, ""), 0) + v
+    return out

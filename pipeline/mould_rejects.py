@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
+from storage.files import atomic_write
 from storage.moulds import parse_mould
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,8 @@ def read_file(path: Path) -> dict[str, dict]:
 
 def write_file(path: Path, moulds: dict[str, dict]) -> None:
     """Atomically (the decision stage may read at any moment)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"reject": dict(sorted(moulds.items()))}, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path, fsync=False) as fh:
+        fh.write(json.dumps({"reject": dict(sorted(moulds.items()))}, indent=2) + "\n")
 
 
 def change(data_dir: Path, mould: str, reject: bool, by: str) -> dict[str, dict]:

@@ -19,9 +19,10 @@ stage feeds it, tests drive it.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable
+
+from storage.bounded import BoundedSet
 
 REMEMBER = 100_000  # decided containers remembered (a second decision or a late arm is ignored)
 
@@ -53,8 +54,8 @@ class PulseSchedule:
         self._order = 0
         self._armed: dict[Key, int] = {}  # armed, not decided yet: key -> order
         self._cancelled: set[int] = set()
-        self._decided: OrderedDict[Key, None] = OrderedDict()
-        self._failsafe: OrderedDict[Key, None] = OrderedDict()
+        self._decided: BoundedSet[Key, None] = BoundedSet(REMEMBER)
+        self._failsafe: BoundedSet[Key, None] = BoundedSet(REMEMBER)
 
     def arm(self, key: Key, due_ns: int, now_ns: int) -> bool:
         """Pulse at due unless a pass comes first. False when already armed, decided or past."""
@@ -65,7 +66,7 @@ class PulseSchedule:
 
     def decide(self, key: Key, decision: str, due_ns: int, now_ns: int) -> str:
         """One decision per container (the stage drops duplicates before they get here)."""
-        _remember(self._decided, key)
+        self._decided.add(key)
         if key in self._failsafe:
             return OVERRULED if decision == "pass" else ALREADY_FIRED
         order = self._armed.pop(key, None)
@@ -90,7 +91,7 @@ class PulseSchedule:
         due, order, key = heapq.heappop(self._heap)
         failsafe = self._armed.pop(key, None) == order
         if failsafe:
-            _remember(self._failsafe, key)
+            self._failsafe.add(key)
         return Pulse(due, key, failsafe)
 
     def __len__(self) -> int:
@@ -116,9 +117,9 @@ class PulseSchedule:
         out = Restored(cls(lead_ns))
         schedule = out.schedule
         for key, failsafe in fired.items():
-            _remember(schedule._failsafe if failsafe else schedule._decided, key)
+            (schedule._failsafe if failsafe else schedule._decided).add(key)
         for key, (decision, due) in decided.items():
-            _remember(schedule._decided, key)
+            schedule._decided.add(key)
             out.seen.add(key)
             if decision == REJECT and key not in fired and key not in alarmed:
                 if now_ns > due + lead_ns:
@@ -149,12 +150,6 @@ class Restored:
     """A reject controller's state after a restart."""
 
     schedule: PulseSchedule
-    seen: set[Key] = field(default_factory=set)  # containers whose decision was already handled
+    seen: BoundedSet[Key, None] = field(default_factory=lambda: BoundedSet(REMEMBER))  # decisions handled
     missed: list[tuple[Key, int]] = field(default_factory=list)  # rejects whose ejector time passed unfired
     overdue: dict[Key, int] = field(default_factory=dict)  # armed, undecided, ejector time passed
-
-
-def _remember(seen: OrderedDict[Key, None], key: Key) -> None:
-    seen[key] = None
-    while len(seen) > REMEMBER:
-        seen.popitem(last=False)

@@ -25,7 +25,6 @@ import logging
 import logging.handlers
 import os
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,8 +33,7 @@ import zmq
 from pipeline import codec
 from pipeline.journal import PulseJournal
 from pipeline.outbox import Outbox
-from pipeline.pulses import (ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, REMEMBER, Key, Pulse,
-                             PulseSchedule)
+from pipeline.pulses import ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, Key, Pulse, PulseSchedule
 from pipeline.relay import OUTPUTS, PtyPort, open_port, write_name
 
 log = logging.getLogger(__name__)
@@ -88,7 +86,7 @@ class RejectController:
         self.state = PulseJournal(Path(config.data_dir) / "relay" / "state.journal", KEEP_NS)
         restored = PulseSchedule.restore(self.lead_ns, self.state.events, time.monotonic_ns())
         self.output = OUTPUTS.load(cfg.driver)(cfg, self.dev, restored.schedule)
-        self.seen: OrderedDict[Key, None] = OrderedDict.fromkeys(restored.seen)
+        self.seen = restored.seen  # containers whose decision was handled, before the restart too
         self.overdue = restored.overdue
         self.inbox = ctx.endpoints.bind("relay_in", zmq.PULL)
         self.to_decision = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
@@ -124,7 +122,7 @@ class RejectController:
             self.counts["duplicates"] += 1
             log.debug("container %d: decision already handled (re-sent or duplicate)", key[0])
             return
-        self._remember(key)
+        self.seen.add(key)
         self.overdue.pop(key, None)
         self.counts["decisions"] += 1
         decision = msg["decision"]
@@ -141,11 +139,6 @@ class RejectController:
             late_ms = (now - due) / 1e6
             self.counts[outcome] += 1
             self.alarm(outcome, key, due, alarm % late_ms, late_ms=round(late_ms, 3))
-
-    def _remember(self, key: Key) -> None:
-        self.seen[key] = None
-        while len(self.seen) > REMEMBER:
-            self.seen.popitem(last=False)
 
     def _synced(self) -> None:
         if not self.synced:

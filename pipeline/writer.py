@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,6 +35,7 @@ import zmq
 
 from pipeline import codec
 from pipeline.outbox import Outbox
+from storage.bounded import BoundedSet
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class RecorderAdapter:
         self.alarms: list = []  # storage.spc.Alarm, raised by the last commits
         self._keys: dict[int, Key] = {}
         self._samples: dict[Key, Any] = {}
-        self._charted: OrderedDict[Key, None] = OrderedDict()
+        self._charted: BoundedSet[Key, None] = BoundedSet(CHARTED_MAX)
         # line_id: on a database shared by several lines, repair and quota touch this line only.
         self.recorder = Recorder(config.database_url, config.data_dir, config.storage,
                                  line_id=config.line.id, on_commit=self._on_commit)
@@ -78,11 +78,8 @@ class RecorderAdapter:
 
     def _chart(self, key: Key) -> None:
         sample = self._samples.pop(key, None)
-        if self.spc is None or key in self._charted:
+        if self.spc is None or not self._charted.add(key):
             return
-        self._charted[key] = None
-        while len(self._charted) > CHARTED_MAX:
-            self._charted.popitem(last=False)
         self.alarms += self.spc.add(sample)
 
     def record(self, decision: dict[str, Any], images: dict[int, np.ndarray]) -> None:

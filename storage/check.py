@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select, update
 
 from storage.db import LOST, STORED, Container, Database, View
-from storage.images import TMP_PREFIX, ImageStore
+from storage.files import is_temporary
+from storage.images import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def repair(db: Database, store: ImageStore, line_id: str | None = None) -> Repai
     report.missing_files = len(lost)
 
     for relative in list(store.files()):
-        if relative.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+        if is_temporary(relative.rsplit("/", 1)[-1]):
             report.temporary_files += 1
         elif relative not in stored:
             report.orphan_files += 1

@@ -9,13 +9,20 @@ huge image into None like any other undecodable file, never an exception.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO, Iterator
 
 import cv2
 import numpy as np
 
 # OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS): a header claiming more is refused by imread.
 MAX_PIXELS = 1 << 30
+TMP_SUFFIX = ".tmp"  # atomic_write's temporary files: ".<name>.<random>.tmp" beside the file
+_UMASK = os.umask(0o022)  # read once (it can only be read by setting it), then put back
+os.umask(_UMASK)
 
 
 class OutsideRoot(ValueError):
@@ -48,3 +55,32 @@ def read_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
         return cv2.imread(str(path), flags)
     except cv2.error:  # OpenCV raises, rather than returning None, for an oversized header
         return None
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside `path`; on a clean exit it replaces `path` in one rename.
+
+    A reader (or a process restarted after kill -9) sees the old file or the new one, never
+    half of one. `fsync` also survives a power cut; it costs a disk flush, so files rewritten
+    many times a second (journals) pass False. On an exception the temporary file is removed.
+    Text is UTF-8 whatever the locale; `is_temporary` recognises the names left by a crash.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would make it; mkstemp makes it private (0600)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
+            yield fh
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of atomic_write's temporary files (a crash leaves them)."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)

@@ -1,7 +1,7 @@
 """The image store: view images under <data_dir>/images/YYYY/MM/DD/, written crash-safe.
 
-A file is written to a hidden temporary name, flushed to disk and renamed; its database
-row is committed only after the rename. A power cut therefore leaves at worst a
+A file is written to a hidden temporary name, flushed to disk and renamed (`atomic_write`);
+its database row is committed only after the rename. A power cut therefore leaves at worst a
 temporary file or a file without a row, both of which `storage.check.repair` removes.
 Which views are kept and in which format is decided here, from the storage config.
 """
@@ -17,10 +17,11 @@ import numpy as np
 
 from storage.config import StorageConfig
 from storage.errors import StorageError
+from storage.files import atomic_write
+from storage.names import view_stem
 from storage.records import ContainerRecord
 
 IMAGES = "images"
-TMP_PREFIX = ".tmp-"
 
 
 class ImageStore:
@@ -47,7 +48,7 @@ class ImageStore:
     def relative_path(line_id: str, t_gate: datetime, seq: int, view: int, ext: str) -> str:
         """images/YYYY/MM/DD/<line>_<HHMMSSffffff>_<seq>_v<view>.<ext>, unique even if seq restarts."""
         return (f"{IMAGES}/{t_gate:%Y/%m/%d}/{_safe_name(line_id)}_{t_gate:%H%M%S%f}_"
-                f"{seq:06d}_v{view}.{ext}")
+                f"{view_stem(seq, view)}.{ext}")
 
     def write(self, relative: str, image: np.ndarray) -> int:
         """Encode and store atomically; return the bytes on disk."""
@@ -62,16 +63,8 @@ class ImageStore:
         removes its temporary file at once: on a full disk every byte counts."""
         path = self.data_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(TMP_PREFIX + path.name)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as f:
+            f.write(data)
         return len(data)
 
     def delete(self, relative: str) -> None:

@@ -28,10 +28,40 @@ def pty_pair():
     os.close(slave)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each storage test runs on SQLite and on PostgreSQL (skipped without EDGE_TEST_POSTGRES_URL)."""
+    from storage_support import postgres_url
+
+    return f"sqlite:///{tmp_path}/edge.db" if request.param == "sqlite" else postgres_url()
+
+
+@pytest.fixture
+def line(tmp_path, shipped_config_path) -> Path:
+    """A config whose data folder holds 10 recorded containers, every view kept (a module may
+    define its own `line`: the line its tests need)."""
+    from storage_support import recorded_line
+
+    return recorded_line(tmp_path, shipped_config_path)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread (the RTVP tests use it: `pytestmark`). On this shared 2-core
+    machine two OpenMP threads wait for each other at every op while other processes hold the
+    cores: a tiny training step went from 0.3 s to 19 s."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A folder holding one tiny real model package with its ONNX graph, for whole-line tests."""
-    from test_line_support import ship_onnx, tiny_package
+    from line_support import ship_onnx, tiny_package
 
     root = tmp_path_factory.mktemp("model")
     ship_onnx(tiny_package(root / "tiny-1"))

@@ -20,6 +20,7 @@ from camera.config import CameraConfig, GateConfig  # noqa: E402
 from camera.errors import CameraError  # noqa: E402
 from camera.station import build_station  # noqa: E402
 from edge.config import LineConfig  # noqa: E402
+from camera_support import unplug_and_return  # noqa: E402
 
 CTI = Path(genicam.__file__).parent / "viky.cti"
 GATE = TypeAdapter(GateConfig).validate_python({"driver": "simulated"})
@@ -74,19 +75,8 @@ def test_closed_device_is_lost_then_reconnected():
     station = build_station(mixed_line(), GATE, LINE)
     stop = threading.Event()
     frames = []
-    pulled = threading.Event()
-    gone: list[int] = []
-
-    def emit(frame):
-        frames.append(frame)
-        if frame.container_seq == 2 and frame.view == 1 and not pulled.is_set():
-            pulled.set()
-            station.workers[1].camera._ia.destroy()  # the producer closes the device under us
-        if frame.view == 1 and (frame.missing or "").startswith("camera lost"):
-            gone.append(frame.container_seq)
-        if gone and frame.view == 1 and frame.pixels is not None and frame.container_seq > gone[-1]:
-            stop.set()  # it is back
-
+    # the producer closes the device under us
+    emit = unplug_and_return(1, 2, lambda: station.workers[1].camera._ia.destroy(), frames, stop)
     with station:
         station.run(emit, stop, containers=100)
         stats = station.stats()

@@ -15,49 +15,20 @@ from pydantic import TypeAdapter
 
 from camera.config import GateConfig
 from camera.gates.base import build_gate
-from storage.moulds import delivered, parse_mould
+from storage.moulds import delivered
 from edge.cli import main
 from edge.config import ConfigError, LineConfig, load_config
 from pipeline import codec
-from pipeline.decision import DecisionBook
 from pipeline.mould_rejects import MouldRejects
 from pipeline.relay import plc_line
 from pipeline.writer import to_record
 from storage.db import Container, open_database
 from storage.writer import Recorder
+from decision_support import decide, decision_book, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE = {"sections": 8, "cavities": 2}
 LINE = LineConfig(speed_cpm=1200, travel_time_ms=1000, machine=MACHINE)
-
-
-def write_config(tmp: Path, **line) -> Path:
-    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    raw["storage"]["data_dir"] = str(tmp / "data")
-    raw["line"].update(line)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def book(**kw) -> DecisionBook:
-    return DecisionBook(line_id="line-1", travel_time_ms=1000, relay_lead_ms=30, late_result="reject",
-                        thresholds={}, default_threshold=0.5, **kw)
-
-
-def decide(b: DecisionBook, seq: int, mould: str | None, defect: bool = False, now: int = 10**12,
-           spacing_ns: int = 1000) -> dict:
-    """Gate (with the mould) and six inferred views through the real DecisionBook."""
-    t_gate = now + seq * spacing_ns
-    section, cavity = parse_mould(mould) if mould else (None, None)
-    b.gate(seq, t_gate, t_gate, section=section, cavity=cavity)
-    decision = None
-    for view in range(6):
-        hit = [{"class": "bubble", "score": 0.9, "box": [10, 10, 40, 40]}] if defect and view == 2 else []
-        decision = b.view({"seq": seq, "t_gate_ns": t_gate, "view": view, "camera_id": f"cam-{view}",
-                           "outcome": "inferred", "detections": hit, "model_version": "rtvp-test"},
-                          t_gate + 1000) or decision
-    return decision
 
 
 # -- the gate ----------------------------------------------------------------------------
@@ -127,7 +98,7 @@ def test_the_renderer_gives_the_bad_mould_more_defects(tmp_path):
 # -- through the decision ------------------------------------------------------------------
 
 def test_decision_carries_the_mould_and_the_codec_keeps_it():
-    decision = decide(book(), 5, "3-1")
+    decision = decide(decision_book(), 5, "3-1")
     assert (decision["section"], decision["cavity"], decision["reason"]) == (3, 1, "ok")
     msg = codec.unpack([codec.pack("decision", **decision)], ("decision",))
     assert (msg["section"], msg["cavity"]) == (3, 1)
@@ -137,14 +108,14 @@ def test_decision_carries_the_mould_and_the_codec_keeps_it():
 
 
 def test_the_gate_message_after_a_view_still_gives_the_mould():
-    b = book()
+    b = decision_book()
     b.view({"seq": 1, "t_gate_ns": 100, "view": 0, "camera_id": "c", "outcome": "inferred"}, 200)
     b.gate(1, 100, 200, section=4, cavity=2)
     assert (b.open[(1, 100)].section, b.open[(1, 100)].cavity) == (4, 2)
 
 
 def test_a_mould_taken_out_rejects_with_reason_mould_before_defect():
-    b = book()
+    b = decision_book()
     b.reject_moulds = {"3-1"}
     assert decide(b, 1, "3-1")["reason"] == "mould"
     assert decide(b, 2, "3-1", defect=True)["decision"] == "reject"
@@ -182,7 +153,7 @@ def test_edge_mould_reject_and_release_reach_the_decision_stage(tmp_path):
 def test_moulds_are_stored_and_counted_by_edge_db_stats(tmp_path):
     config_path = write_config(tmp_path)
     config = load_config(config_path)
-    b = book()
+    b = decision_book()
     b.reject_moulds = {"2-2"}
     with Recorder(config.database_url, config.data_dir, config.storage) as rec:
         for seq in range(1, 33):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from pydantic import TypeAdapter
 
 from camera.config import GateConfig
 from camera.errors import CameraError
+from camera.gates import serial_modem
 from camera.gates.base import Sequencer, build_gate
 from edge.config import LineConfig
 
@@ -52,31 +52,47 @@ def test_text_lines_without_numbers_count_containers_and_split_reads(pty_pair):
         assert [e.seq for e in first + second] == [1, 2]
 
 
-def test_modem_edges_on_loop_are_debounced():
+class FakeTime:
+    """Stands in for the modem gate's `time` module: the test says when each level changes,
+    so a starved thread cannot stretch a bounce past the debounce time or hide a pulse."""
+
+    def __init__(self) -> None:
+        self.ns = 1_000_000_000
+
+    def monotonic_ns(self) -> int:
+        return self.ns
+
+    def monotonic(self) -> float:
+        return self.ns / 1e9
+
+    def sleep(self, seconds: float) -> None:
+        self.ns += int(seconds * 1e9)
+
+
+def test_modem_edges_on_loop_are_debounced(monkeypatch):
     """RTS loops to CTS on loop://: each pulse starts with a burst of bounces."""
+    clock = FakeTime()
+    monkeypatch.setattr(serial_modem, "time", clock)
     config = gate_config(driver="serial_modem", port="loop://", line="cts", debounce_ms=30, poll_ms=0.5)
     with build_gate(config, LINE) as gate:
-        gate.port.rts = False  # loop:// opens with RTS on
 
-        def pulses():
-            for _ in range(5):
-                for _ in range(4):  # contact bounce: 4 rising edges within ~8 ms
-                    gate.port.rts = True
-                    time.sleep(0.001)
-                    gate.port.rts = False
-                    time.sleep(0.001)
-                gate.port.rts = True
-                time.sleep(0.04)
-                gate.port.rts = False
-                time.sleep(0.06)
+        def level(on: bool, after_ms: float):
+            """Set the sensor's level `after_ms` on, and let the gate poll it once."""
+            clock.ns += int(after_ms * 1e6)
+            gate.port.rts = on
+            return gate.wait(0)
 
-        driver = threading.Thread(target=pulses)
-        driver.start()
-        events = collect(gate, 5)
-        driver.join()
-        assert [e.seq for e in events + collect(gate, 1, limit_s=0.1)] == [1, 2, 3, 4, 5]
-        assert all(b.t_ns - a.t_ns >= 30e6 for a, b in zip(events, events[1:]))
-        assert gate.stats()["bounces"] > 0
+        assert level(False, 0) is None  # loop:// opens with RTS on; a falling edge is no container
+        events = []
+        for _ in range(5):
+            for _ in range(5):  # the container's edge, then contact bounce: 4 rising edges within 8 ms
+                events.append(level(True, 1))
+                assert level(False, 1) is None
+            clock.ns += 100_000_000  # the next container, 110 ms later
+        assert [e.seq for e in events if e is not None] == [1, 2, 3, 4, 5]
+        assert [i for i, e in enumerate(events) if e is not None] == [0, 5, 10, 15, 20]  # each burst's first
+        assert all(b.t_ns - a.t_ns >= 30e6 for a, b in zip(events[::5], events[5::5]))
+        assert gate.stats()["bounces"] == 20
 
 
 def test_falling_edge_gate_fires_when_the_beam_is_interrupted():

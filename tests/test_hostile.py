@@ -15,7 +15,7 @@ import zmq.auth
 
 from pipeline import codec
 from pipeline.metrics_read import scrape
-from test_line_support import (check_one_decision_each, finish, free_port, journal, start, wait_for)
+from line_support import (check_one_decision_each, finish, free_port, journal, start, wait_for)
 
 N = 14
 
@@ -116,7 +116,6 @@ def test_a_running_line_shrugs_off_hostile_messages_on_every_socket(tmp_path, mo
         sock.close(0)
     ctx.term()
     assert finish(proc, tmp_path, 300) == 0, (tmp_path / "edge.log").read_text()[-3000:]
-    time.sleep(0.2)
     reader.close()
     assert {k: v for k, v in counted.items() if k[1] != "late result"} == expected  # the strangers: nothing
     log = (tmp_path / "edge.log").read_text()

@@ -11,7 +11,6 @@ import socket
 import threading
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ import zmq
 
 from pipeline import codec
 from pipeline.metrics_read import scrape
-from test_line_support import (check_one_decision_each, check_pulses, db_rows, finish, journal,
-                               stages as _stages, start as start_line, wait_for)
+from line_support import (check_one_decision_each, check_pulses, db_rows, finish, ipc_socket, journal,
+                          stages as _stages, start as start_line, wait_for)
 
 TRAVEL_MS = 1500
 SPEED_CPM = 60  # a container a second
@@ -38,17 +37,19 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     notify.bind(str(tmp_path / "notify"))
     said: list[str] = []
     threading.Thread(target=lambda: said.extend(iter(lambda: notify.recv(4096).decode(), "")), daemon=True).start()
-    proc, data, _, reader = start(tmp_path, model, "--containers", str(n),
-                                  env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})
+    proc, data, config, reader = start(tmp_path, model, "--containers", str(n),
+                                       env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})
+    address = yaml.safe_load(config.read_text())["metrics"]["address"]
     wait_for(lambda: len(journal(data)) >= 4, 120, "the first pulses")
     victim = _stages(data)["worker-0"]
     seq_file = data / "run" / "last_seq"
     first = seq_file.read_text()
     wait_for(lambda: seq_file.read_text() not in (first, ""), 30, "a new container at the gate")
-    time.sleep(0.1)  # its first views are rendered and on their way to the worker
+    sent = _counted(address, "edge_frames_total", stage="station", outcome="sent")
+    wait_for(lambda: _counted(address, "edge_frames_total", stage="station", outcome="sent") > sent, 30,
+             "its first views on their way to the worker")
     os.kill(victim, signal.SIGKILL)
     assert finish(proc, tmp_path, 300) == 0, (tmp_path / "edge.log").read_text()[-3000:]
-    time.sleep(0.2)
     reader.close()
     log = (tmp_path / "edge.log").read_text()
     assert _stages(data)["worker-0"] != victim and "worker-0" in log and "died" in log
@@ -78,12 +79,7 @@ def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, mo
     observer.connect(f"ipc://{data}/run/decisions")
     assert observer.poll(60_000), "no decision published"
     decided = codec.unpack(observer.recv_multipart())
-    results = ctx.socket(zmq.PUSH)
-    results.connect(f"ipc://{data}/run/results")
-    relay = ctx.socket(zmq.PUSH)
-    relay.connect(f"ipc://{data}/run/relay")
-    storage = ctx.socket(zmq.PUSH)
-    storage.connect(f"ipc://{data}/run/storage")
+    results, relay, storage = (ipc_socket(ctx, zmq.PUSH, data / "run", name) for name in ("results", "relay", "storage"))
     results.send(b"\xff\x00 not json")                                  # malformed
     results.send(codec.pack("view", seq=1))                              # truncated
     results.send(codec.pack("view", seq=10**9, t_gate_ns=1, view=0, camera_id="cam-l0",
@@ -98,14 +94,13 @@ def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, mo
     relay.send(codec.pack("arm", seq=10**9, t_gate_ns=due - TRAVEL_MS * 1_000_000, due_ns=due))
     relay.send(b"{")
     storage.send_multipart([b'{"kind": "decision", "seq": 5}'])
-    samples = wait_for(lambda: _bad(address) >= 6 and scrape(address), 30, "bad input to be counted")
+    samples = wait_for(lambda: _counted(address, "edge_bad_messages_total") >= 6 and scrape(address), 30, "bad input to be counted")
     status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--address", address],
                             capture_output=True, text=True)
     assert status.returncode == 0 and "rejects by reason" in status.stdout, status.stderr
     wait_for(lambda: len(journal(data)) >= 3, 60, "pulses")
     proc.send_signal(signal.SIGTERM)
     assert finish(proc, tmp_path, 120) == 0, (tmp_path / "edge.log").read_text()[-3000:]
-    time.sleep(0.2)
     reader.close()
     for s in (observer, results, relay, storage):
         s.close(0)
@@ -126,8 +121,10 @@ def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, mo
         ("writer", "invalid"): 1, ("decision", "unknown container"): 1}
 
 
-def _bad(address: str) -> float:
+def _counted(address: str, metric: str, **wanted: str) -> float:
+    """The sum of `metric`'s samples whose labels include `wanted`; 0 before the line serves metrics."""
     try:
-        return sum(v for _, v in scrape(address).get("edge_bad_messages_total", []))
+        samples = scrape(address).get(metric, [])
     except OSError:
         return 0
+    return sum(v for labels, v in samples if wanted.items() <= labels.items())

@@ -9,7 +9,7 @@ import sys
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from test_line_support import ROOT
+from line_support import ROOT
 
 EXPOSE = """
 import os, sys

@@ -4,22 +4,21 @@ outputs on pyserial loop:// and a real pseudo-terminal, systemd notify."""
 from __future__ import annotations
 
 import os
+import select
 import socket
-import time
 
-import numpy as np
 import pytest
 import serial
 import zmq
 import zmq.auth
 
-from pipeline import codec
 from pipeline.config import CurveConfig, PipelineConfig, PlcRejectConfig, RelayRejectConfig
 from pipeline.decision import DecisionBook
 from pipeline.errors import PipelineError
 from pipeline.pulses import ALREADY_FIRED, CANCELLED, MISSED, OVERRULED, SCHEDULED, PulseSchedule
 from pipeline.relay import PtyPort, Relay, open_port, plc_line
 from pipeline.sockets import Endpoints, is_loopback
+from line_support import wait_for
 
 MS = 1_000_000
 GATE = 1_000 * MS
@@ -204,6 +203,20 @@ def test_relay_rts_pulses_on_a_serial_loop():
     assert dev.dsr is True
 
 
+def read_pty(fd: int, n: int) -> bytes:
+    """The first `n` bytes a pseudo-terminal passes on (the kernel hands them over in pieces)."""
+    data = b""
+
+    def arrived() -> bool:
+        nonlocal data
+        if select.select([fd], [], [], 0.1)[0]:
+            data += os.read(fd, n - len(data))
+        return len(data) >= n
+
+    wait_for(arrived, 5, f"{n} bytes on {os.ttyname(fd)}")
+    return data
+
+
 def test_relay_bytes_on_a_pseudo_terminal():
     pty = open_port("pty", 9600, True, "port")
     assert isinstance(pty, PtyPort) and pty.name.startswith("/dev/pts/")
@@ -211,8 +224,7 @@ def test_relay_bytes_on_a_pseudo_terminal():
     relay = Relay(RelayRejectConfig(driver="relay"), pty)
     relay.set(True)
     relay.set(False)
-    time.sleep(0.05)
-    assert os.read(reader, 64) == bytes.fromhex("A00100A1" "A00101A2" "A00100A1")
+    assert read_pty(reader, 12) == bytes.fromhex("A00100A1" "A00101A2" "A00100A1")
     os.close(reader)
     with pytest.raises(PipelineError, match="RTS/DTR"):
         Relay(RelayRejectConfig(driver="relay", method="rts"), pty)
@@ -244,8 +256,7 @@ def test_plc_heartbeat_on_a_pseudo_terminal_and_decisions_between_beats():
         assert plc.next_time() == GATE + 20 * MS
         plc.decide((7, GATE), "reject", "defect", GATE + 1000 * MS, GATE + 5 * MS)
         plc.tick(GATE + 20 * MS)
-        time.sleep(0.05)
-        assert os.read(reader, 4096) == b"HB\n7 REJECT\nHB\n"
+        assert read_pty(reader, 15) == b"HB\n7 REJECT\nHB\n"
         assert PlcOutput(PlcRejectConfig(driver="plc"), pty).next_time() is None  # off by default
     finally:
         os.close(reader)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from edge.cli import main
 from edge.commands import service
-from test_line_support import ROOT
+from line_support import ROOT
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed "

@@ -16,7 +16,8 @@ from camera.frame import Frame
 from engines.detections import Detections
 from pipeline import codec
 from edge.supervisor import run_stage
-from test_line_support import ROOT
+from line_support import ROOT, ipc_socket
+from storage.files import atomic_write
 
 VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
 
@@ -48,12 +49,8 @@ def worker(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "models" / "ACTIVE").write_text("v1\n")
     ctx = zmq.Context()
-    frames = ctx.socket(zmq.PUSH)
-    frames.bind(f"ipc://{tmp_path}/run/frames")
-    results = ctx.socket(zmq.PULL)
-    results.bind(f"ipc://{tmp_path}/run/results")
-    control = ctx.socket(zmq.PULL)
-    control.bind(f"ipc://{tmp_path}/run/control")
+    frames, results, control = (ipc_socket(ctx, kind, tmp_path / "run", name, bind=True)
+                                for kind, name in ((zmq.PUSH, "frames"), (zmq.PULL, "results"), (zmq.PULL, "control")))
     proc = mp.get_context("spawn").Process(
         target=run_stage, args=("worker-0", config.model_dump(mode="json"), {"engine_factory": ActiveEngine}))
     proc.start()
@@ -113,14 +110,14 @@ def test_hot_switch_between_batches_records_the_new_version(worker):
     data, frames, results, _, proc = worker
     frames.send_multipart(codec.frame_parts(frame(1, 0)))
     assert receive(results, 1)[0]["model_version"] == "v1"
-    tmp = data / "models" / "ACTIVE.tmp"
-    tmp.write_text("v2\n")
-    tmp.replace(data / "models" / "ACTIVE")
-    versions, end = [], time.monotonic() + 30
+    with atomic_write(data / "models" / "ACTIVE") as fh:  # as the registry activates a model
+        fh.write("v2\n")
+    answers, end = [], time.monotonic() + 30
     seq = 2
-    while "v2" not in versions and time.monotonic() < end:
+    while "v2" not in [r["model_version"] for r in answers] and time.monotonic() < end:
         frames.send_multipart(codec.frame_parts(frame(seq, 0)))
-        versions += [r["model_version"] for r in receive(results, 1, 2)]
+        answers += receive(results, 1, 2)
         seq += 1
+    versions = [r["model_version"] for r in answers]
     assert "v2" in versions and versions[versions.index("v2"):] == ["v2"] * (len(versions) - versions.index("v2"))
-    assert all(r["outcome"] == "inferred" for r in receive(results, 0, 0))
+    assert answers and all(r["outcome"] == "inferred" for r in answers)  # every view inferred across the switch

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from test_line_support import line_config, ship_onnx, tiny_package
+from line_support import line_config, ship_onnx, tiny_package
 
 
 def edge(*args: str, cwd) -> subprocess.CompletedProcess:

@@ -11,16 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
-from test_cavities import decide
+from decision_support import decide, decision_book, write_config
 from test_ui_support import CHROMEDRIVER, CHROMIUM, chromium
 
 from storage.moulds import delivered
 from edge.cli import main
 from edge.config import load_config
 from pipeline import metrics
-from pipeline.decision import DecisionBook
 from pipeline.writer import RecorderAdapter
 from storage.synthetic import view_image
 
@@ -34,16 +32,12 @@ SPACING_S = 4.5  # two hours of a slow line
 def shift(tmp_path_factory):
     """A stored shift: 16 cavities at 5 % defective, 3-1 at 40 % after the baseline."""
     tmp = tmp_path_factory.mktemp("report")
-    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    raw["storage"].update(data_dir=str(tmp / "data"), keep_images="rejects", keep_pass_one_in=0)
-    raw["line"]["machine"] = {"sections": 8, "cavities": 2}
-    raw["spc"] = {"subgroup": 25, "baseline_containers": 400, "class_subgroup": 200}
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = write_config(tmp, {"keep_images": "rejects", "keep_pass_one_in": 0},
+                        {"subgroup": 25, "baseline_containers": 400, "class_subgroup": 200},
+                        machine={"sections": 8, "cavities": 2})
     config = load_config(path)
     adapter = RecorderAdapter(config)
-    book = DecisionBook(line_id="line-1", travel_time_ms=1000, relay_lead_ms=30, late_result="reject",
-                        thresholds={}, default_threshold=0.5)
+    book = decision_book()
     book.reject_moulds = {"6-2"}
     rng = np.random.default_rng(5)
     start = time.monotonic_ns() - int(CONTAINERS * SPACING_S * 1e9) - 60 * 10**9

@@ -9,9 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from test_rtvp_support import one_thread, unit_text  # noqa: F401
+from rtvp_support import unit_text
 
 from engines.rtvp import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one torch thread
 
 FORBIDDEN = {"ScatterND", "ScatterElements", "Scatter", "NonZero", "Einsum", "GridSample"}
 

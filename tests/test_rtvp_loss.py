@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_rtvp_support import one_thread, unit_text  # noqa: F401
+from rtvp_support import unit_text
 
 from engines.rtvp import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one torch thread
 
 TARGETS = [{"boxes": torch.tensor([[20.0, 30.0, 60.0, 52.0], [100.0, 8.0, 104.0, 12.0]]), "labels": torch.tensor([0, 2])},
            {"boxes": torch.tensor([[64.0, 64.0, 96.0, 120.0]]), "labels": torch.tensor([1])}]

@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_rtvp_support import one_thread, unit_text  # noqa: F401
+from rtvp_support import unit_text
 
 from camera.synth import CLASSES, GlassRenderer
 from engines.rtvp import build_model
 from engines.rtvp.common import box_iou_matrix
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one torch thread
 
 CROP = 64
 STEPS = 300

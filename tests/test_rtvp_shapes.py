@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_rtvp_support import one_thread, unit_text  # noqa: F401
+from rtvp_support import unit_text
 
 from engines.rtvp import build_model
 from engines.rtvp.info import summarize
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one torch thread
 
 CHANNELS = {"n": (64, 128, 256), "s": (128, 256, 512)}
 

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from engines.errors import EngineError
-from test_rtvp_support import one_thread, unit_text  # noqa: F401
+from rtvp_support import unit_text
 
 from engines.rtvp import RTVPConfig, build_model
 from engines.rtvp.text import TextEncoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from storage.batches import read_batch
 from storage.db import View, open_database
 from storage.labels import read_coco, read_yolo
 from test_station import GATE, LINE, camera_configs, write_batch
-from test_storage_batches import line  # noqa: F401  (fixture: a data folder with 10 recorded containers)
 
 
 def invoke(*args) -> tuple[int, str]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test_line_support import ROOT
+from line_support import ROOT
 
 
 @pytest.mark.timeout(600)

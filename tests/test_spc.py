@@ -4,16 +4,13 @@ that names a bad cavity (real SQLite, records through the Recorder)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
-import yaml
-from test_cavities import decide
+from decision_support import decide, decision_book, write_config
 
 from bench.spc import machine, run_line
 from storage.moulds import delivered
 from edge.config import load_config
-from pipeline.decision import DecisionBook
 from pipeline.writer import RecorderAdapter
 from storage.db import Event, open_database
 from storage.spc import (
@@ -26,7 +23,6 @@ from storage.spc import (
     upper_limit,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 MOULDS = machine(8, 2)
 
 
@@ -85,15 +81,10 @@ def test_a_bad_cavity_is_named_within_a_bounded_number_of_containers():
 def test_the_storage_writer_raises_the_alarm_as_warning_event_and_metric(tmp_path, caplog):
     from pipeline import metrics
 
-    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    raw["storage"].update(data_dir=str(tmp_path / "data"), keep_images="none")
-    raw["spc"] = {"subgroup": 20, "baseline_containers": 320, "class_subgroup": 0}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    config = load_config(path)
+    config = load_config(write_config(tmp_path, {"keep_images": "none"},
+                                      {"subgroup": 20, "baseline_containers": 320, "class_subgroup": 0}))
     adapter = RecorderAdapter(config)
-    book = DecisionBook(line_id="line-1", travel_time_ms=1000, relay_lead_ms=30, late_result="reject",
-                        thresholds={}, default_threshold=0.5)
+    book = decision_book()
     rng = np.random.default_rng(3)
     named_at = None
     caplog.set_level(logging.WARNING, logger="pipeline.writer")

@@ -18,6 +18,7 @@ from camera.errors import CameraError
 from camera.station import build_station
 from camera.worker import TriggerMatcher
 from edge.config import LineConfig
+from line_support import wait_for
 
 GATE = TypeAdapter(GateConfig).validate_python({"driver": "simulated"})
 LINE = LineConfig(speed_cpm=1200, travel_time_ms=1000, rotation_delay_ms=10)
@@ -158,25 +159,31 @@ def test_second_sensor_fires_the_right_bank_and_a_missed_turn_is_reported(tmp_pa
     frames = []
     runner = threading.Thread(target=station.run, args=(frames.append, threading.Event()))
 
-    def pulse(port):
-        port.rts = True
-        time.sleep(0.04)
-        port.rts = False
+    def pulse(gate):
+        """A sensor pulse, each level held until the gate's poll has seen it: none is missed under
+        load. The gates are polled from run() on, so the first pulse waits for that too."""
+        wait_for(lambda: not gate._level, 5, "the gate seeing its sensor off")
+        gate.port.rts = True
+        wait_for(lambda: gate._level, 5, "the gate seeing its sensor on")
+        gate.port.rts = False
+
+    def at(started: float, offset_s: float) -> None:
+        """Pace the simulated line (not a wait for the station): `offset_s` after the gate pulse."""
+        time.sleep(max(0.0, started + offset_s - time.monotonic()))
 
     with station:
         station.gate.port.rts = station.right_gate.port.rts = False  # loop:// opens with RTS on
         runner.start()
-        time.sleep(0.3)  # the gates are polled from run() on: a pulse before that is not seen
         for container in (1, 2, 3, 4):
-            started = time.monotonic()
-            pulse(station.gate.port)
-            time.sleep(0.11)
+            pulse(station.gate)
+            started = time.monotonic()  # the gate has seen it
+            at(started, 0.15)  # the turn: rotation_delay_ms after the gate
             if container != 3:
-                pulse(station.right_gate.port)
+                pulse(station.right_gate)
             if container == 2:
-                time.sleep(0.25)
-                pulse(station.right_gate.port)  # a reflection: fits no container
-            time.sleep(max(0.0, 0.6 - (time.monotonic() - started)))
+                at(started, 0.44)
+                pulse(station.right_gate)  # a reflection: fits no container
+            at(started, 0.6)  # the next container, at 60 containers/min
         runner.join(10)
         stats = station.stats()
     assert not runner.is_alive()
@@ -207,11 +214,8 @@ def test_a_failing_gate_port_is_counted_and_reopened_not_fatal(tmp_path):
     runner = threading.Thread(target=station.run, args=(emit, stop))
     with station:
         runner.start()
-        time.sleep(0.3)
-        os.write(master, b"1\n")
-        deadline = time.monotonic() + 10
-        while station.stats()["gate_errors"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        os.write(master, b"1\n")  # waits in the pseudo-terminal until the gate reads it
+        wait_for(lambda: station.stats()["gate_errors"], 10, "the gate's read failing")
         stop.set()
         runner.join(10)
         stats = station.stats()

@@ -21,6 +21,7 @@ from camera.config import CameraConfig, GateConfig  # noqa: E402
 from camera.errors import CameraError  # noqa: E402
 from camera.station import build_station  # noqa: E402
 from edge.config import LineConfig  # noqa: E402
+from camera_support import unplug_and_return  # noqa: E402
 
 IMAGES = 7  # the folder's length; prime, so a shift by a dropped frame cannot hide
 W, H = 160, 120  # small, so that a shared 2-core machine keeps up with 60 frames/s
@@ -88,19 +89,8 @@ def test_removed_camera_is_reported_missing_and_comes_back(emulator, image_folde
     stop = threading.Event()
     frames = []
     station = build_station(cameras(emulator, image_folder), GATE, FAST_LINE)
-    pulled = threading.Event()
-    gone: list[int] = []
-
-    def emit(frame):
-        frames.append(frame)
-        if frame.container_seq == 5 and frame.view == 4 and not pulled.is_set():
-            pulled.set()
-            station.workers[4].camera.device.DestroyDevice()  # the cable is pulled
-        if frame.view == 4 and (frame.missing or "").startswith("camera lost"):
-            gone.append(frame.container_seq)
-        if gone and frame.view == 4 and frame.pixels is not None and frame.container_seq > gone[-1]:
-            stop.set()  # it is back
-
+    # the cable is pulled
+    emit = unplug_and_return(4, 5, lambda: station.workers[4].camera.device.DestroyDevice(), frames, stop)
     with station:
         station.run(emit, stop, containers=300)
         stats = station.stats()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -17,38 +15,7 @@ from storage.images import ImageStore
 from storage.records import ContainerRecord, EventRecord
 from storage.stats import line_stats
 from storage.writer import Recorder
-
-IMAGES: dict = {}  # rendered once per session: the tests are about storage, not drawing
-
-
-def postgres_url() -> str:
-    """A fresh, empty schema on the test server; skip where there is none."""
-    url = os.environ.get("EDGE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("EDGE_TEST_POSTGRES_URL is not set: no PostgreSQL server to test against")
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    return f"sqlite:///{tmp_path}/edge.db" if request.param == "sqlite" else postgres_url()
-
-
-def assert_consistent(db, data_dir: Path) -> None:
-    """No partial container, no orphan or temporary file, no stored row without its file."""
-    store = ImageStore(data_dir, StorageConfig())
-    with db.session() as s:
-        for c in s.scalars(select(Container)):
-            assert len(c.views) == c.n_views, f"container {c.seq} is partial"
-        stored = set(s.scalars(select(View.image_file).where(View.image_state == STORED)))
-    files = set(store.files())
-    assert files == stored, f"orphans: {sorted(files - stored)[:3]}, missing: {sorted(stored - files)[:3]}"
-
+from storage_support import IMAGES, assert_consistent, record_all, postgres_url
 
 # -- schema --------------------------------------------------------------------------------
 
@@ -199,13 +166,12 @@ def test_quota_purges_oldest_unlabelled_keeps_labelled_and_never_stops(database_
 def test_repair_fixes_what_a_crash_leaves(database_url, tmp_path):
     config = StorageConfig(keep_images="all")
     with Recorder(database_url, tmp_path, config) as rec:
-        for seq in range(3):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+        record_all(rec, range(3))
     db = open_database(database_url)
     store = ImageStore(tmp_path, config)
     day = tmp_path / "images/2026/11/25"
     (day / "line-1_080000_000099_v0.jpg").write_bytes(b"orphan: its row never committed")
-    (day / ".tmp-line-1_080000_000099_v1.jpg").write_bytes(b"half a file")
+    (day / ".line-1_080000_000099_v1.jpg.k3j9x.tmp").write_bytes(b"half a file")  # as atomic_write names it
     with db.session() as s:
         gone = s.scalars(select(View).where(View.image_state == STORED)).first()
     store.delete(gone.image_file)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-import pytest
-import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -18,23 +15,9 @@ from storage.batches import read_batch, replay_store
 from storage.db import STORED, Container, Label, View, head_revision, open_database
 from storage.labels import LabelledImage, read_coco, write_coco
 from storage.writer import Recorder
+from storage_support import IMAGES
 
 CLASSES = list(synthetic.CLASSES)
-IMAGES: dict = {}  # rendered once per session
-
-
-@pytest.fixture
-def line(tmp_path, shipped_config_path) -> Path:
-    """A config whose data folder holds 10 recorded containers, every view kept."""
-    raw = yaml.safe_load(shipped_config_path.read_text())
-    raw["storage"].update({"data_dir": str(tmp_path / "data"), "keep_images": "all"})
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    config = load_config(path)
-    with Recorder(config.database_url, config.data_dir, config.storage) as rec:
-        for seq in range(1, 11):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
-    return path
 
 
 def edge(*args: str) -> str:
@@ -77,9 +60,9 @@ def test_samples_round_trip_through_a_labelling_tool(line, tmp_path):
     config = load_config(line)
     out = tmp_path / "coco"
     edge("samples", "export", "--config", line, "--format", "coco", "--out", out, "--rejects-only")
-    exported = read_coco(out / "labels.json")
+    exported = read_coco(out / "annotations" / "instances_default.json", images_root=out / "images")
     assert len(exported.images) == 12 and exported.classes == CLASSES  # containers 5 and 10
-    assert all(img.file.startswith("images/c") for img in exported.images)
+    assert all(img.file.startswith("c") for img in exported.images)
     # Pre-annotations are the detections at or above the thresholds (0.5 in the shipped config).
     pre = exported.images[0]
     expected = [d for d in synthetic.container(pre.container_seq).views[pre.view].detections if d["score"] >= 0.5]

@@ -22,7 +22,7 @@ from storage.db import NOT_KEPT, STORED, Container, Detection, Event, View, make
 from storage.errors import StorageError
 from storage.records import ContainerRecord
 from storage.writer import Recorder
-from test_storage import IMAGES, assert_consistent, database_url  # noqa: F401  (fixture)
+from storage_support import IMAGES, assert_consistent, record_all
 
 
 class Acks:
@@ -62,7 +62,7 @@ def events(db) -> list[str]:
 
 # -- idempotent writes ---------------------------------------------------------------------
 
-def test_a_container_recorded_twice_is_one_row_with_one_set_of_views(database_url, tmp_path):  # noqa: F811
+def test_a_container_recorded_twice_is_one_row_with_one_set_of_views(database_url, tmp_path):
     acks = Acks()
     config = StorageConfig(keep_images="all", batch_size=50)
     with Recorder(database_url, tmp_path, config, on_commit=acks) as rec:
@@ -81,11 +81,10 @@ def test_a_container_recorded_twice_is_one_row_with_one_set_of_views(database_ur
     db.close()
 
 
-def test_a_restarted_writer_skips_what_its_predecessor_stored(database_url, tmp_path):  # noqa: F811
+def test_a_restarted_writer_skips_what_its_predecessor_stored(database_url, tmp_path):
     config = StorageConfig(keep_images="rejects")
     with Recorder(database_url, tmp_path, config) as rec:
-        for seq in range(5):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+        record_all(rec, range(5))
     acks = Acks()
     with Recorder(database_url, tmp_path, config, on_commit=acks) as rec:  # the journal re-sends 3-4
         for seq in range(3, 8):
@@ -97,7 +96,7 @@ def test_a_restarted_writer_skips_what_its_predecessor_stored(database_url, tmp_
     db.close()
 
 
-def test_migration_keeps_the_first_of_duplicate_containers(database_url, caplog):  # noqa: F811
+def test_migration_keeps_the_first_of_duplicate_containers(database_url, caplog):
     engine = make_engine(database_url)
     upgrade(engine, "0003")
     with engine.begin() as conn:  # the same container three times, as re-sends could have left it
@@ -161,16 +160,13 @@ def test_low_disk_stops_images_not_records_and_both_return(small_disk):
     acks = Acks()
     config = StorageConfig(keep_images="all", min_free_mb=3, batch_size=5)
     with Recorder(f"sqlite:///{small_disk}/edge.db", small_disk, config, on_commit=acks) as rec:
-        for seq in range(5):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+        record_all(rec, range(5))
         assert not rec.low_disk
         filler = fill(small_disk, leave_mb=2)
-        for seq in range(5, 10):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+        record_all(rec, range(5, 10))
         assert rec.low_disk
         filler.unlink()
-        for seq in range(10, 15):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+        record_all(rec, range(10, 15))
         assert not rec.low_disk
     assert acks.seqs == list(range(15))
     db = open_database(f"sqlite:///{small_disk}/edge.db")
@@ -191,8 +187,7 @@ def test_full_disk_fails_the_commit_cleanly_and_resent_records_commit_once(small
     acks = Acks()
     config = StorageConfig(keep_images="rejects", min_free_mb=1, batch_size=5)
     rec = Recorder(url, small_disk, config, on_commit=acks)
-    for seq in range(5):
-        rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+    record_all(rec, range(5))
     with rec.db.engine.connect() as conn:  # as after an idle checkpoint: the next commit must grow the WAL
         conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     with rec.db.session() as s:  # a file gone since: the start-up check below has a row to write
@@ -200,8 +195,7 @@ def test_full_disk_fails_the_commit_cleanly_and_resent_records_commit_once(small
     (small_disk / gone).unlink()
     filler = fill(small_disk)
 
-    for seq in range(5, 9):
-        rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+    record_all(rec, range(5, 9))
     with pytest.raises(StorageError, match="database or disk is full"):
         rec.record(synthetic.container(9), synthetic.images(9, IMAGES))
     assert rec.low_disk and acks.seqs == list(range(5)), "a failed batch is not acknowledged"
@@ -230,8 +224,7 @@ def test_a_batch_s_images_stop_at_the_limit_not_at_the_end_of_the_disk(small_dis
     space above the limit: the images that fit are stored, the rest are not, the rows commit."""
     config = StorageConfig(keep_images="all", min_free_mb=3, batch_size=20)
     with Recorder(f"sqlite:///{small_disk}/edge.db", small_disk, config) as rec:
-        for seq in range(20):
-            rec.record(synthetic.container(seq), synthetic.images(seq, IMAGES))
+        record_all(rec, range(20))
         assert rec.low_disk and 0 < rec.counters["images"] < 20 * 6
         assert shutil.disk_usage(small_disk).free > 2.5e6, "the database's reserve is left"
     db = open_database(f"sqlite:///{small_disk}/edge.db")

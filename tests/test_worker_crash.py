@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_line_support import ROOT, wait_for
+from line_support import ROOT, wait_for
 
 N = 16  # at 4/s; container 10 has a marked (defective) view
 

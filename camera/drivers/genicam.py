@@ -77,7 +77,6 @@ class GenicamCamera(Camera):
     def __init__(self, config) -> None:
         super().__init__(config)
         self._ia = None
-        self._info: dict = {}
 
     def open(self) -> None:
         serial = self.config.serial
@@ -193,13 +192,5 @@ class GenicamCamera(Camera):
 
     def close(self) -> None:
         ia, self._ia = self._ia, None
-        if ia is None:
-            return
-        try:
-            ia.stop()
-            ia.destroy()
-        except Exception as exc:
-            log.debug("camera %s: close: %s", self.id, exc)
-
-    def describe(self) -> dict:
-        return {"id": self.id, "driver": self.driver, **self._info}
+        if ia is not None:
+            self._release(ia.stop, ia.destroy)

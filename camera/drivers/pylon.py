@@ -44,7 +44,6 @@ class PylonCamera(Camera):
     def __init__(self, config) -> None:
         super().__init__(config)
         self.device = None  # pylon.InstantCamera while open
-        self._info: dict = {}
 
     # -- open -----------------------------------------------------------------------------
     def open(self) -> None:
@@ -185,14 +184,5 @@ class PylonCamera(Camera):
 
     def close(self) -> None:
         device, self.device = self.device, None
-        if device is None:
-            return
-        try:
-            device.StopGrabbing()
-            device.Close()
-            device.DestroyDevice()
-        except Exception as exc:  # a removed device fails its own shutdown; nothing is left to free
-            log.debug("camera %s: close: %s", self.id, exc)
-
-    def describe(self) -> dict:
-        return {"id": self.id, "driver": self.driver, **self._info}
+        if device is not None:
+            self._release(device.StopGrabbing, device.Close, device.DestroyDevice)

@@ -20,6 +20,7 @@ from edge.commands import config_option
 from edge.config import load_config
 from engines.runtimes import GPU_RUNTIMES
 from pipeline.errors import PipelineError
+from storage.files import atomic_write
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 # Files setup.py installs as data_files: source-tree path -> path under the install prefix.
@@ -120,9 +121,8 @@ def install(config_path: Path, unit_dir: Path, prefix: Path | None, user: str, n
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.service"
-        tmp = path.with_suffix(".service.tmp")
-        tmp.write_text(unit)
-        tmp.replace(path)
+        with atomic_write(path, fsync=False) as fh:
+            fh.write(unit)
     except OSError as exc:
         raise PipelineError(f"{folder}: cannot write the unit ({exc.strerror}); run as root or pass "
                             "--unit-dir/--prefix") from None

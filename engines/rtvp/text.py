@@ -18,6 +18,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from engines.errors import EngineError
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,8 @@ class TextEncoder:
         emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npy")
-            np.save(tmp, emb)
-            os.replace(tmp, cached)
+            with atomic_write(cached, "wb", fsync=False) as fh:
+                np.save(fh, emb)
         return emb
 
     def _encode(self, names: list[str]) -> np.ndarray:

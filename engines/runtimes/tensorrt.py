@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +32,7 @@ from engines.errors import EngineError
 from engines.export import INPUT, OUTPUTS, check_vocabulary, read_metadata
 from engines.package import digest_differs, record_digest, sha256
 from engines.preprocess import letterbox_into
+from storage.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,8 @@ def cached_engine(engine_path: Path, wanted: dict[str, Any], build: Callable[[],
     if engine is None:
         raise EngineError(f"{engine_path}: TensorRT built an engine it cannot deserialize")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(engine_path)
+    with atomic_write(engine_path, "wb", fsync=False) as fh:
+        fh.write(blob)
     record_digest(engine_path)
     meta_path.write_text(json.dumps(wanted, indent=2))
     return engine

@@ -1,10 +1,12 @@
-"""Helpers for the line tests (no tests here): a tiny real model package, a test config,
-a reader on the relay's pseudo-terminal, and database queries."""
+"""Helpers for the line tests (a module, not a test file): a tiny real model package, a test
+config, a reader on the relay's pseudo-terminal, database queries, and `wait_for`, the one
+way any test waits for something to happen."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+import zmq
 
 ROOT = Path(__file__).resolve().parent.parent
 IMGSZ = 320
@@ -89,7 +92,7 @@ def device():  # a restarted relay opens a new pseudo-terminal and writes its na
         return ""
 name = device()
 fd = os.open(name, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
-on, data, stamps = bytes.fromhex(sys.argv[2]), b"", []
+on, data, stamps, closed = bytes.fromhex(sys.argv[2]), b"", [], set()
 report = lambda *_: (print(" ".join(map(str, stamps)), flush=True), os._exit(0))
 signal.signal(signal.SIGTERM, report)
 print("ready", flush=True)
@@ -108,6 +111,9 @@ while time.monotonic() < end:
             data += chunk
             stamps += [t] * (data.count(on) - before)
             continue
+        if name not in closed:  # every byte the relay wrote to this terminal has been read
+            closed.add(name)
+            print("closed", name, flush=True)
         time.sleep(0.005)  # the relay's side is closed: never spin at real-time priority
     latest = device()
     if latest and latest != name:
@@ -127,25 +133,44 @@ class PtyReader:
     `name_file` is <data_dir>/run/relay.pty: a restarted relay's new terminal is followed."""
 
     def __init__(self, name_file: Path) -> None:
+        self.name_file = name_file
         self.proc = subprocess.Popen([sys.executable, "-c", READER, str(name_file), ON.hex()],
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
         self.on_times: list[int] = []
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30) -> None:
+        """Collect the stamps once the relay's last terminal is closed and read to the end
+        (call it after `edge run` has exited): no pulse is left unread, whatever the load."""
+        latest, lines = f"closed {self.name_file.read_text().strip()}", b""
+        fd, end = self.proc.stdout.fileno(), time.monotonic() + timeout
+        while latest.encode() not in lines.splitlines():
+            if not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
+                raise AssertionError(f"the pty reader never saw the relay's {latest[7:]} closed")
+            lines += os.read(fd, 4096)
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=10)
-        self.on_times = [int(t) for t in out.split()]
+        self.on_times = [int(t) for t in out.splitlines()[-1].split()] if out.strip() else []  # the last line
 
 
-def wait_for(predicate, timeout: float, what: str):
+def wait_for(predicate, timeout: float, what: str, every: float = 0.002):
+    """`predicate()`'s first true value, asked every `every` s until `timeout` s; AssertionError
+    naming `what`. A test waits on the condition it needs, never on a sleep of a guessed length."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
-        time.sleep(0.002)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def ipc_socket(ctx: zmq.Context, kind: int, run_dir: Path, name: str, bind: bool = False) -> zmq.Socket:
+    """A socket on the line's endpoint <run_dir>/<name>: bound, as the stage that owns it does,
+    or connected, as a stage that sends to it does."""
+    sock = ctx.socket(kind)
+    (sock.bind if bind else sock.connect)(f"ipc://{run_dir}/{name}")
+    return sock
 
 
 def db_rows(data_dir: Path, sql: str) -> list[tuple]:
