@@ -12,8 +12,6 @@ named in `Batch.skipped`, and the rest of the batch is still usable.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,13 +25,14 @@ from tqdm import tqdm
 
 from storage.db import STORED, Container, Database, View
 from storage.errors import StorageError
-from storage.files import OutsideRoot, inside, read_image
-from storage.labels import LabelledImage, LabelSet, read_coco, write_coco
+from storage.files import OutsideRoot, atomic_write, inside, read_image
+from storage.labels import LabelledImage, LabelSet, found_inside, read_coco, write_coco
+from storage.names import parse_view_stem, view_stem
 from storage.records import parse_utc, utc_now
 
 FORMAT = "edge-batch/1"
 MAX_SEQ = 2**63 - 1  # the database's BigInteger
-_VIEW_FILE = re.compile(r"^(\d+)_v([0-5])\.(png|jpg|jpeg)$")
+_VIEW_SUFFIXES = (".png", ".jpg", ".jpeg")  # a views/ folder without a manifest: these are views
 
 
 @dataclass
@@ -73,12 +72,12 @@ class Batch:
         """The labelled boxes of one view, or None where the view was not labelled."""
         if self.labels is None:
             return None
-        name = f"{seq:06d}_v{view}"
+        name = view_stem(seq, view)
         return next((img for img in self.labels.images if Path(img.file).stem == name), None)
 
 
 def view_file(seq: int, view: int, suffix: str) -> str:
-    return f"views/{seq:06d}_v{view}{suffix}"
+    return f"views/{view_stem(seq, view)}{suffix}"
 
 
 # -- export --------------------------------------------------------------------------------
@@ -144,8 +143,9 @@ def export_batch(db: Database, data_dir: Path, out: Path, line_id: str, *, since
     if labelled:
         names = classes or sorted({n for img in labelled for n in img.classes})
         write_coco(out / "labels.json", labelled, names)
-    _write_json(out / "manifest.json", {"format": FORMAT, "line": line_id, "created": utc_now().isoformat(),
-                                        "containers": manifest})
+    with atomic_write(out / "manifest.json", fsync=False) as fh:
+        json.dump({"format": FORMAT, "line": line_id, "created": utc_now().isoformat(), "containers": manifest},
+                  fh, indent=1)
     report.containers, report.labelled_views = len(manifest), len(labelled)
     return report
 
@@ -155,12 +155,6 @@ def _labelled_image(root: Path, relative: str, seq: int, view: View) -> Labelled
     return LabelledImage(file=relative, width=width, height=height,
                          boxes=np.array([lb.box for lb in view.labels], np.float32).reshape(-1, 4),
                          classes=[lb.class_name for lb in view.labels], container_seq=seq, view=view.view)
-
-
-def _write_json(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- read ----------------------------------------------------------------------------------
@@ -229,13 +223,8 @@ def _read_view(root: Path, seq: int, v, check_images: bool, sizes: dict, skipped
     except (KeyError, TypeError, ValueError):
         skipped.append(f"container {seq}: view entry {_shown(v)} needs 'view' (0-5) and 'file'; skipped")
         return None
-    try:
-        full = inside(root, file)
-    except OutsideRoot as exc:
-        skipped.append(f"{file} ({exc}; container {seq} view {view} skipped)")
-        return None
-    if not full.is_file():
-        skipped.append(f"container {seq} view {view}: {file} is missing; skipped")
+    full = found_inside(root, file, f"container {seq} view {view}", skipped)
+    if full is None:
         return None
     if check_images:
         image = read_image(full, cv2.IMREAD_UNCHANGED)
@@ -295,9 +284,9 @@ def _entries_from_files(root: Path) -> list[dict]:
     by_seq: dict[int, list[dict]] = {}
     folder = root / "views"
     for file in sorted(folder.iterdir()) if folder.is_dir() else []:
-        match = _VIEW_FILE.match(file.name)
-        if match:
-            by_seq.setdefault(int(match[1]), []).append({"view": int(match[2]), "file": f"views/{file.name}"})
+        parsed = parse_view_stem(file.stem) if file.suffix in _VIEW_SUFFIXES else None
+        if parsed:
+            by_seq.setdefault(parsed[0], []).append({"view": parsed[1], "file": f"views/{file.name}"})
     return [{"seq": seq, "views": views} for seq, views in sorted(by_seq.items())]
 
 

@@ -7,14 +7,13 @@ read: polygons, points and tracks are named in `skipped`.
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
 from storage.errors import StorageError
-from storage.files import MAX_PIXELS, OutsideRoot, inside
+from storage.files import MAX_PIXELS, OutsideRoot, atomic_write, inside
 from storage.labels import LabelledImage, LabelSet, fit_box, identified
 
 SHAPES = ("polygon", "polyline", "points", "ellipse", "mask", "cuboid", "skeleton", "tag")
@@ -50,9 +49,8 @@ def write_cvat(path: Path, images: list[LabelledImage], classes: list[str], sour
     ET.indent(root)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb", fsync=False) as fh:
+        ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
 
 
 def read_cvat(path: Path) -> LabelSet:

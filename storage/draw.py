@@ -46,6 +46,11 @@ def colour(name: str, vocabulary: Sequence[str] = ()) -> tuple[int, int, int]:
     return PALETTE[index % len(PALETTE)]
 
 
+def drawing_order(marks: Sequence[Mark]) -> list[Mark]:
+    """Weak marks first, then by score, the highest last: what is drawn last stays on top."""
+    return sorted(marks, key=lambda m: (not m.weak, -1.0 if m.score is None else m.score))
+
+
 def draw(image: np.ndarray, marks: Sequence[Mark], vocabulary: Sequence[str] = (),
          scale: float = 1.0) -> np.ndarray:
     """A copy of `image` (BGR) with every mark: weak ones first, then by score, highest last.
@@ -56,8 +61,7 @@ def draw(image: np.ndarray, marks: Sequence[Mark], vocabulary: Sequence[str] = (
     out = image.copy()
     height, width = out.shape[:2]
     line = max(1, round(max(height, width) / 400))
-    ordered = sorted((replace(m, box=[v * scale for v in m.box]) for m in marks),
-                     key=lambda m: (not m.weak, -1.0 if m.score is None else m.score))
+    ordered = drawing_order([replace(m, box=[v * scale for v in m.box]) for m in marks])
     for mark in ordered:
         x1, y1, x2, y2 = (int(round(v)) for v in mark.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour(mark.name, vocabulary), 1 if mark.weak else line)

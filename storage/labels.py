@@ -14,24 +14,26 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 
 from storage.errors import StorageError
-from storage.files import MAX_PIXELS, OutsideRoot, inside, read_image
+from storage.files import MAX_PIXELS, OutsideRoot, atomic_write, inside, read_image
+from storage.names import VIEW_STEM
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # Names carry the view they show, anywhere in the name, since labelling tools prefix their
 # own (Label Studio uploads become "3f2a9c1e-c4_v0.jpg"): c<container id>_v<view> as
 # `edge samples export` writes them, or <seq>_v<view> as captured batches and `edge synth` do.
-_BY_ID = re.compile(r"(?<![0-9A-Za-z])c(\d+)_v([0-5])(?![0-9])")
-_BY_SEQ = re.compile(r"(?<![0-9A-Za-z])(\d+)_v([0-5])(?![0-9])")
+_BY_ID = re.compile(rf"(?<![0-9A-Za-z])c{VIEW_STEM}(?![0-9])")
+_BY_SEQ = re.compile(rf"(?<![0-9A-Za-z]){VIEW_STEM}(?![0-9])")
 
 
 @dataclass
@@ -65,12 +67,26 @@ class LabelSet:
     skipped: list[str] = field(default_factory=list)  # one line per skipped box/image and why
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Readers never see half a label file: write beside it, then rename."""
+def _write_text(path: Path, text: str) -> None:
+    """Readers never see half a label file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, fsync=False) as fh:
+        fh.write(text)
+
+
+def found_inside(root: Path, name: str, where: str, skipped: list[str], what: str = "missing",
+                 present: Callable[[Path], bool] = Path.is_file) -> Path | None:
+    """`name` resolved inside `root` (storage/files.py `inside`) where it is `present`; else
+    None, and one line in `skipped`, headed by `where`, saying why (`what` it is otherwise)."""
+    try:
+        full = inside(root, name)
+    except OutsideRoot as exc:
+        skipped.append(f"{where}: {name} ({exc}); skipped")
+        return None
+    if not present(full):
+        skipped.append(f"{where}: {name} is {what}; skipped")
+        return None
+    return full
 
 
 def _check_classes(images: list[LabelledImage], classes: list[str]) -> None:
@@ -201,7 +217,7 @@ def write_coco(path: Path, images: list[LabelledImage], classes: list[str]) -> N
             annotation = {
                 "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id[name],
                 "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0,
+                "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0, "segmentation": [],
             }
             if image.scores:
                 score = round(float(image.scores[i]), 4)
@@ -213,7 +229,7 @@ def write_coco(path: Path, images: list[LabelledImage], classes: list[str]) -> N
         "categories": [{"id": i, "name": name, "supercategory": "defect"}
                        for name, i in category_id.items()],
     }
-    _atomic_write(path, json.dumps(document, indent=1))
+    _write_text(path, json.dumps(document, indent=1))
 
 
 def _load_json(path: Path) -> dict:
@@ -340,10 +356,12 @@ def read_coco(path: Path, check_images: bool = False, images_root: Path | None =
 
 
 def write_yolo(root: Path, images: list[LabelledImage], classes: list[str]) -> None:
-    """labels/<stem>.txt per image ("class cx cy w h", normalised) and classes.txt.
+    """labels/<stem>.txt per image ("class cx cy w h", normalised), classes.txt and data.yaml.
 
     An image without boxes gets an empty file, so "no defect" is explicit. Stems must
-    be unique because YOLO pairs images and labels by stem.
+    be unique because YOLO pairs images and labels by stem. classes.txt is what Label
+    Studio's YOLO import reads; data.yaml (`train:` the images' folder, `names`) is what
+    Ultralytics and datumaro's `yolo` importer read.
     """
     root = Path(root)
     _check_classes(images, classes)
@@ -352,15 +370,20 @@ def write_yolo(root: Path, images: list[LabelledImage], classes: list[str]) -> N
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise ValueError(f"YOLO pairs images with labels by file stem; duplicated stems: {duplicates[:5]}")
+    folders = sorted({Path(image.file).parent.as_posix() for image in images}) or ["images"]
+    if len(folders) > 1:
+        raise ValueError(f"YOLO pairs labels/ with one folder of images; these are in {folders[:5]}")
     (root / "labels").mkdir(parents=True, exist_ok=True)
-    _atomic_write(root / "classes.txt", "".join(f"{name}\n" for name in classes))
+    _write_text(root / "classes.txt", "".join(f"{name}\n" for name in classes))
+    _write_text(root / "data.yaml", yaml.safe_dump({"path": ".", "train": folders[0],
+                                                    "names": dict(enumerate(classes))}, sort_keys=False))
     for stem, image in zip(stems, images):
         lines = []
         for (x1, y1, x2, y2), name in zip(image.boxes.tolist(), image.classes):
             cx, cy = (x1 + x2) / 2 / image.width, (y1 + y2) / 2 / image.height
             w, h = (x2 - x1) / image.width, (y2 - y1) / image.height
             lines.append(f"{index[name]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-        _atomic_write(root / "labels" / f"{stem}.txt", "".join(lines))
+        _write_text(root / "labels" / f"{stem}.txt", "".join(lines))
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:

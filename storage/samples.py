@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from storage.config import StorageConfig
 from storage.cvat import write_cvat
-from storage.db import STORED, Container, Database, Label, View
+from storage.db import STORED, Container, Database, Detection, Label, ModelVersion, View
 from storage.errors import StorageError
 from storage.files import read_image
 from storage.images import ImageStore
@@ -47,23 +48,37 @@ class SamplesReport:
     skipped: list[str] = field(default_factory=list)
     layout: str = ""  # the labelling tool's layout an import read
     read: int = 0  # images in the label files (an import stores those that match a stored view)
+    thresholds: Counter = field(default_factory=Counter)  # an export's detections per threshold source
+
+
+def versions_without_thresholds(db: Database) -> list[str]:
+    """The model versions of containers with detections stored before thresholds were (0006)."""
+    with db.session() as session:
+        return list(session.scalars(
+            select(ModelVersion.version).distinct().join(Container, Container.model_version_id == ModelVersion.id)
+            .join(View, View.container_id == Container.id).join(Detection, Detection.view_id == View.id)
+            .where(Detection.threshold.is_(None)).order_by(ModelVersion.version)))
 
 
 def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: list[str],
                    thresholds: dict[str, float] | None = None, default_threshold: float = 0.5,
-                   since: datetime | None = None, rejects_only: bool = False) -> SamplesReport:
+                   since: datetime | None = None, rejects_only: bool = False,
+                   model_thresholds: dict[str, dict[str, float]] | None = None) -> SamplesReport:
     """Stored views into `out/images/c<container id>_v<view>.<ext>` with their pre-annotations.
 
     A detection is a pre-annotation when its score reached the threshold the line recorded
-    with it (the one the decision applied); `thresholds` / `default_threshold` only stand
-    in for detections stored before thresholds were recorded (revision 0006).
+    with it (the one the decision applied). Detections stored before thresholds were
+    recorded (revision 0006) are drawn at the thresholds of the model version their
+    container names (`model_thresholds`: version -> class -> threshold, as its engine
+    applied them), else at `thresholds` / `default_threshold`; `report.thresholds`
+    counts the detections of each source.
     """
     if fmt not in FORMATS:
         raise StorageError(f"unknown samples format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise StorageError(f"{out} exists and is not empty; name a new folder for the samples")
-    thresholds = thresholds or {}
+    thresholds, model_thresholds = thresholds or {}, model_thresholds or {}
     query = (select(View).join(Container).where(View.image_state == STORED)
              .options(selectinload(View.detections), selectinload(View.labels), selectinload(View.container))
              .order_by(Container.t_gate, View.view))
@@ -86,10 +101,15 @@ def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: l
             if v.labelled:
                 boxes = [(lb.class_name, lb.box, None) for lb in v.labels]
             else:
-                boxes = sorted(((d.class_name, d.box, d.score) for d in v.detections
-                                if d.score >= (d.threshold if d.threshold is not None
-                                               else thresholds.get(d.class_name, default_threshold))),
-                               key=lambda b: -b[2])
+                by_model = model_thresholds.get(v.container.model_version.version) \
+                    if v.container.model_version else None
+                boxes = []
+                for d in v.detections:
+                    threshold, source = _threshold(d, by_model, thresholds, default_threshold)
+                    report.thresholds[source] += 1
+                    if d.score >= threshold:
+                        boxes.append((d.class_name, d.box, d.score))
+                boxes.sort(key=lambda b: -b[2])
             unknown = sorted({name for name, _, _ in boxes} - known)
             if unknown:
                 report.skipped.append(f"{relative}: classes {unknown} are not in the vocabulary; those boxes left out")
@@ -100,14 +120,25 @@ def export_samples(db: Database, data_dir: Path, out: Path, fmt: str, classes: l
                 container_seq=v.container.seq, view=v.view, container_id=v.container_id,
                 scores=None if v.labelled else [s for _, _, s in boxes]))
             report.boxes += len(boxes)
-    if fmt == "coco":
-        write_coco(out / "labels.json", images, classes)
+    if fmt == "coco":  # CVAT's "COCO 1.0" and datumaro's layout: names relative to images/
+        write_coco(out / "annotations" / "instances_default.json",
+                   [replace(image, file=Path(image.file).name) for image in images], classes)
     elif fmt == "yolo":
         write_yolo(out, images, classes)
     else:
         write_cvat(out / "annotations.xml", images, classes)
     report.images = len(images)
     return report
+
+
+def _threshold(detection: Detection, by_model: dict[str, float] | None, thresholds: dict[str, float],
+               default: float) -> tuple[float, str]:
+    """The threshold a detection counted at, and where it comes from (a key of SamplesReport.thresholds)."""
+    if detection.threshold is not None:
+        return detection.threshold, "recorded"
+    if by_model is not None and detection.class_name in by_model:
+        return by_model[detection.class_name], "model"
+    return thresholds.get(detection.class_name, default), "config"
 
 
 def import_labels(db: Database, data_dir: Path, config: StorageConfig, path: Path,

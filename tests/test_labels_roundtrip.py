@@ -5,9 +5,10 @@ in each tool's export layout and imported with `edge samples import`, which must
 exactly those boxes. Label Studio's layouts are made by label-studio-converter itself
 (the code Label Studio exports with; the test extra installs it) from a Label Studio JSON
 export whose images were uploaded through its UI (`<8 hex>-c4_v0.jpg`). CVAT and
-Ultralytics ship no standalone converter: their layouts are written here from their
-documented formats (CVAT 2.x "Export dataset": COCO 1.0, YOLO 1.1, CVAT for images 1.1;
-docs.ultralytics.com/datasets/detect: data.yaml, images/ and labels/ per split).
+Ultralytics layouts are written here from their documented formats (CVAT 2.x "Export
+dataset": COCO 1.0, YOLO 1.1, CVAT for images 1.1; docs.ultralytics.com/datasets/detect:
+data.yaml, images/ and labels/ per split), with and without images; the same layouts as
+datumaro (CVAT's export code) writes them are checked-in fixtures (tests/test_label_tools.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ W, H = synthetic.WIDTH, synthetic.HEIGHT
 LINE_THRESHOLD = 0.06  # calibrated, as the line's engine applied it (the config's default is 0.5)
 
 
-def decided(seq: int, scores: list[float]) -> dict:
+def decided(seq: int, scores: list[float], version: str = "v1") -> dict:
     """A decision as the decision stage makes it: the engine's detections carry its threshold."""
     book = DecisionBook(line_id="line-1", travel_time_ms=8000, relay_lead_ms=30, late_result="reject",
                         thresholds={}, default_threshold=0.0)
@@ -47,23 +48,34 @@ def decided(seq: int, scores: list[float]) -> dict:
                  "box": [40.0 + 90 * i, 60.0 + 30 * view, 100.0 + 90 * i, 110.0 + 30 * view]}
                 for i, s in enumerate(scores) if view % 2 == 0]
         decision = book.view({"seq": seq, "t_gate_ns": t_gate, "view": view, "camera_id": f"cam-{view}",
-                              "outcome": "inferred", "detections": dets, "model_version": "v1",
+                              "outcome": "inferred", "detections": dets, "model_version": version,
                               "t_capture_ns": t_gate + 5_000_000}, t_gate + 10_000_000) or decision
     return decision
 
 
-@pytest.fixture
-def line(tmp_path, shipped_config_path) -> Path:
-    """Three containers decided by the line at calibrated thresholds; every view kept."""
+def line_config(tmp_path: Path, shipped_config_path: Path) -> Path:
+    """The shipped config, every view kept, config.yaml's thresholds the default 0.5."""
     raw = yaml.safe_load(shipped_config_path.read_text())
     raw["storage"].update({"data_dir": str(tmp_path / "data"), "keep_images": "all"})
     raw["engine"].update({"thresholds": {}, "default_threshold": 0.5})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def record(path: Path, scores: list[float], versions: tuple[str, ...] = ("v1", "v1", "v1")) -> None:
+    """Containers 1, 2, ... decided by the line at calibrated thresholds, each by its model version."""
     config = load_config(path)
     with Recorder(config.database_url, config.data_dir, config.storage) as rec:
-        for seq in (1, 2, 3):
-            rec.record(to_record(decided(seq, [0.82, 0.07, 0.3])), synthetic.images(seq))
+        for seq, version in enumerate(versions, start=1):
+            rec.record(to_record(decided(seq, scores, version)), synthetic.images(seq))
+
+
+@pytest.fixture
+def line(tmp_path, shipped_config_path) -> Path:
+    """Three containers decided by the line at calibrated thresholds; every view kept."""
+    path = line_config(tmp_path, shipped_config_path)
+    record(path, [0.82, 0.07, 0.3])
     return path
 
 
@@ -76,7 +88,7 @@ def edge(*args, code: int = 0) -> str:
 def exported(line: Path, out: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
     """`edge samples export` as COCO; its boxes per image stem (c<id>_v<view>)."""
     edge("samples", "export", "--config", line, "--format", "coco", "--out", out)
-    document = json.loads((out / "labels.json").read_text())
+    document = json.loads((out / "annotations" / "instances_default.json").read_text())
     names = {c["id"]: c["name"] for c in document["categories"]}
     truth = {Path(i["file_name"]).stem: [] for i in document["images"]}
     stems = {i["id"]: Path(i["file_name"]).stem for i in document["images"]}
@@ -97,8 +109,8 @@ def stored_labels(line: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
 
 def same(a: dict, b: dict) -> bool:
     """The same boxes per view, to 0.05 px (COCO keeps 2 decimals, YOLO 6 of the image size)."""
-    def norm(boxes):
-        return sorted((name, tuple(round(v, 1) for v in box)) for name, box in boxes)
+    def norm(boxes):  # in order of class and whole pixels; compared unrounded (300.25 is not 300.2503)
+        return sorted(((name, tuple(box)) for name, box in boxes), key=lambda b: (b[0], [round(v) for v in b[1]]))
     if a.keys() != b.keys():
         return False
     for key in a:
@@ -241,7 +253,7 @@ def test_pre_annotations_use_the_thresholds_the_line_decided_at(line, tmp_path):
     truth = exported(line, tmp_path / "coco")
     # 0.07 is below the config's 0.5 but above the 0.06 the line rejected at: it is there.
     assert sum(len(b) for b in truth.values()) == 3 * 3 * 3
-    document = json.loads((tmp_path / "coco" / "labels.json").read_text())
+    document = json.loads((tmp_path / "coco" / "annotations" / "instances_default.json").read_text())
     assert sorted({a["attributes"]["score"] for a in document["annotations"]}) == [0.07, 0.3, 0.82]
     assert all(a["score"] == a["attributes"]["score"] for a in document["annotations"])
     assert {i["container_id"] for i in document["images"]} == {1, 2, 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -10,9 +11,12 @@ import click
 from edge.commands import config_option
 from edge.commands.db import WHEN
 from edge.config import AppConfig, load_config
-from storage.db import open_database
+from storage.db import Database, open_database
 from storage.errors import StorageError
-from storage.samples import FORMATS, NO_MATCH, export_samples, import_labels
+from storage.samples import (FORMATS, NO_MATCH, SamplesReport, export_samples, import_labels,
+                             versions_without_thresholds)
+
+log = logging.getLogger(__name__)
 
 
 def vocabulary(config: AppConfig) -> list[str]:
@@ -28,6 +32,40 @@ def vocabulary(config: AppConfig) -> list[str]:
             return list(config.engine.thresholds)
         raise StorageError("no active model and no engine.thresholds classes in the config: "
                            "the class vocabulary is unknown; register a model first") from None
+
+
+def model_thresholds(config: AppConfig, db: Database) -> dict[str, dict[str, float]]:
+    """Per model version with detections stored before each recorded its own threshold, the
+    class thresholds its engine applied (config.yaml's engine.thresholds, else the package's
+    calibration, else the default): what those were decided at. A version no longer in the
+    registry (or modified since) is left out."""
+    from engines.engine import class_thresholds
+    from engines.errors import EngineError
+    from engines.registry import Registry
+
+    registry, found = Registry(config.data_dir), {}
+    for version in versions_without_thresholds(db):
+        try:
+            package = registry.get(version)
+        except EngineError as exc:
+            log.warning("model version %s: %s; its containers' older detections use config.yaml's thresholds",
+                        version, exc)
+            continue
+        found[version] = {name: float(t) for name, t in
+                          zip(package.vocabulary, class_thresholds(package.vocabulary, config.engine,
+                                                                  package.thresholds))}
+    return found
+
+
+def threshold_sources(report: SamplesReport) -> str:
+    """One line: how many detections were drawn at which thresholds."""
+    words = {"recorded": "the threshold the line recorded with them",
+             "model": "their model version's thresholds (its package, as the engine applied them; "
+                      "stored before thresholds were recorded)",
+             "config": "config.yaml's engine thresholds (stored before thresholds were recorded; "
+                       "model version unknown or not in the registry)"}
+    counts = [f"{report.thresholds[key]} at {text}" for key, text in words.items() if report.thresholds[key]]
+    return f"pre-annotations: detections {'; '.join(counts)}" if counts else "pre-annotations: no detections"
 
 
 def echo_skipped(skipped: list[str], limit: int = 30) -> None:
@@ -53,10 +91,12 @@ def export_command(config_path: Path, fmt: str, out: Path, since: datetime | Non
     """Write stored views with pre-annotations: labels where known, detections otherwise."""
     config = load_config(config_path)
     db = open_database(config.database_url)
-    report = export_samples(db, config.data_dir, out, fmt, vocabulary(config), config.engine.thresholds,
-                            config.engine.default_threshold, since, rejects_only)
+    classes = vocabulary(config)
+    report = export_samples(db, config.data_dir, out, fmt, classes, config.engine.thresholds,
+                            config.engine.default_threshold, since, rejects_only, model_thresholds(config, db))
     db.close()
     echo_skipped(report.skipped)
+    click.echo(threshold_sources(report))
     click.echo(f"{out}: {report.images} images, {report.boxes} boxes ({fmt})")
 
 
