@@ -97,13 +97,18 @@ class BenchStation:
 def bench_config(data: Path, rate: float, workers: int, travel_ms: float, model: str, threshold: float):
     from edge.config import parse_config
 
+    return parse_config(bench_raw(data, rate, workers, travel_ms, model, threshold), ROOT / "config.yaml")
+
+
+def bench_raw(data: Path, rate: float, workers: int, travel_ms: float, model: str, threshold: float) -> dict:
+    """config.yaml as a dict, set for a bench run (bench/ui_live.py writes it out for `edge ui`)."""
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     raw["storage"]["data_dir"] = str(data)
     raw["line"].update(speed_cpm=min(rate * 60, 1200), travel_time_ms=travel_ms)
     raw["pipeline"]["workers"] = workers
     raw["engine"].update(model=model, default_threshold=threshold, thresholds={})
     raw["metrics"]["address"] = "127.0.0.1:0"
-    return parse_config(raw, ROOT / "config.yaml")
+    return raw
 
 
 def figures(data: Path, views_per_container: int = 6) -> dict:

@@ -7,13 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from test_line_support import free_port, wait_for
+from line_support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -22,8 +21,9 @@ VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grai
 
 
 class ScriptedEngine:
-    """No model: one view in twelve gets a defect well above its threshold (the container is
-    rejected), the others a box well below it, so the pages show both kinds of box."""
+    """No model: one view in twelve gets two defects of different classes well above their
+    threshold (the container is rejected), the others a box well below it, so the pages show
+    both kinds of box and the review page has two boxes to move and reclassify."""
 
     version = "scripted-1"
     vocabulary = VOCABULARY
@@ -38,9 +38,14 @@ class ScriptedEngine:
         for image in images:
             self.calls += 1
             h, w = image.shape[:2]
-            score = 0.9 if self.calls % 12 == 5 else 0.2
-            box = np.array([[w * 0.3, h * 0.4, w * 0.3 + 60, h * 0.4 + 45]], np.float32)
-            out.append(Detections(box, np.array([score], np.float32), np.array([self.calls % 5]), VOCABULARY))
+            boxes = [[w * 0.3, h * 0.4, w * 0.3 + 60, h * 0.4 + 45]]
+            scores, classes = [0.9 if self.calls % 12 == 5 else 0.2], [self.calls % 5]
+            if self.calls % 12 == 5:
+                boxes.append([w * 0.55, h * 0.15, w * 0.55 + 70, h * 0.15 + 50])
+                scores.append(0.7)
+                classes.append((self.calls + 2) % 5)
+            out.append(Detections(np.array(boxes, np.float32), np.array(scores, np.float32), np.array(classes),
+                                  VOCABULARY))
         return out
 
     def close(self) -> None:
@@ -98,10 +103,9 @@ def start_ui(tmp: Path, config: Path, port: int) -> subprocess.Popen:
         try:
             return urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=1).status == 200
         except OSError:
-            time.sleep(0.1)
             return False
 
-    wait_for(up, 60, "edge ui to listen")
+    wait_for(up, 60, "edge ui to listen", every=0.1)
     return proc
 
 

@@ -8,19 +8,8 @@ import click
 
 from edge.config import load_config
 from pipeline.errors import PipelineError
+from pipeline.metrics_read import by
 from edge.commands import config_option
-
-
-def _total(samples, name: str, **match) -> float:
-    return sum(v for labels, v in samples.get(name, []) if all(labels.get(k) == m for k, m in match.items()))
-
-
-def _by(samples, name: str, key: str, **match) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for labels, v in samples.get(name, []):
-        if all(labels.get(k) == m for k, m in match.items()):
-            out[labels.get(key, "")] = out.get(labels.get(key, ""), 0) + v
-    return out
 
 
 def _quantile(samples, name: str, q: float) -> float | None:
@@ -36,8 +25,8 @@ def _quantile(samples, name: str, q: float) -> float | None:
 
 
 def summary(samples) -> list[str]:
-    decisions = _by(samples, "edge_decisions_total", "outcome")
-    rejects = _by(samples, "edge_decisions_total", "reason", outcome="reject")
+    decisions = by(samples, "edge_decisions_total", "outcome")
+    rejects = by(samples, "edge_decisions_total", "reason", outcome="reject")
     frames = {f"{l['stage']}/{l['outcome']}" + (f" ({l['reason']})" if l.get("reason") else ""): v
               for l, v in samples.get("edge_frames_total", [])}
     p50 = _quantile(samples, "edge_decision_latency_seconds", 0.5)
@@ -52,14 +41,14 @@ def summary(samples) -> list[str]:
         f"rejects by reason: {fmt(rejects)}",
         f"latency gate->decision: p50 <= {p50 * 1e3:.0f} ms, p99 <= {p99 * 1e3:.0f} ms" if p50 is not None
         else "latency gate->decision: no decisions yet",
-        f"relay: {fmt(_by(samples, 'edge_relay_outputs_total', 'result'))}"
+        f"relay: {fmt(by(samples, 'edge_relay_outputs_total', 'result'))}"
         + (f", timing error p99 <= {relay_p99 * 1e3:.1f} ms" if relay_p99 is not None else ""),
         f"engine: {engine / engine_n * 1e3:.1f} ms per view, model {', '.join(models) or '?'}" if engine_n
         else f"engine: no views yet, model {', '.join(models) or '?'}",
         f"frames: {fmt(frames)}",
-        f"queues: {fmt(_by(samples, 'edge_queue_depth', 'stage'))}",
-        f"bad messages: {fmt(_by(samples, 'edge_bad_messages_total', 'reason'))}",
-        f"stage restarts: {fmt(_by(samples, 'edge_stage_restarts_total', 'stage'))}",
+        f"queues: {fmt(by(samples, 'edge_queue_depth', 'stage'))}",
+        f"bad messages: {fmt(by(samples, 'edge_bad_messages_total', 'reason'))}",
+        f"stage restarts: {fmt(by(samples, 'edge_stage_restarts_total', 'stage'))}",
     ]
 
 

@@ -1,10 +1,10 @@
 """The operator station's web application: pages, their routes, and who may use them.
 
-    /            Live: counters for the shift and the last hour, the last rejects (SSE)
+    /            Live: counters for the shift and the last hour, cameras, line health, the last rejects (SSE)
     /container/N Container: six views with boxes, class, score, threshold, decision
     /review      Review: rejected and sampled containers, a verdict per view -> labels
     /stats       Statistics: yield and rejects per hour, class, camera (SVG)
-    /models      Models: registry versions, activate / roll back (engineers only)
+    /models      Models: registry versions, a running retrain's progress, activate / roll back (engineers only)
 
 Everything is server-rendered (Jinja2) with htmx for the few live or partial updates;
 every POST carries the session's CSRF token (security.py). Database reads run in
@@ -36,6 +36,7 @@ from starlette.templating import Jinja2Templates
 
 from edge.ui import charts, images, queries
 from edge.ui.feed import DecisionFeed
+from edge.ui.health import HealthWatch
 from edge.ui.models import active_facts, figures
 from edge.ui.review import VERDICTS, save_verdict
 from edge.ui.security import CSRF_HEADER, SessionUsers, csrf_protected, csrf_token, session_secret, sign_in
@@ -43,15 +44,17 @@ from edge.ui.tally import Tally
 from edge.ui.users import authenticate
 from engines.errors import EngineError
 from storage.db import STORED, open_database
-from storage.draw import Mark
+from storage.draw import Mark, drawing_order
 from storage.errors import StorageError
 from engines.registry import Registry
+from engines.training.progress import read_progress
 from storage.stats import line_stats
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 TALLY_REFRESH_S = 30.0  # the database part of the counters (before T0, and the sliding hour)
 COUNTERS_EVERY_S = 0.5  # counters re-sent to a browser at most this often
+HEALTH_EVERY_S = 2.0  # the line's metrics endpoint scraped, and the health panel re-sent, this often
 THUMB_WAIT_S = 5.0  # a reject is on screen before the writer has committed its images
 
 
@@ -64,7 +67,9 @@ class Station:
         self.db = open_database(config.database_url)
         self.registry = Registry(self.data_dir)
         self.tally = Tally(config.ui.shift_starts, datetime.now(timezone.utc), self.data_dir, config.line.id,
-                           dict(config.engine.thresholds), config.engine.default_threshold)
+                           dict(config.engine.thresholds), config.engine.default_threshold,
+                           [c.id for c in config.cameras])
+        self.health = HealthWatch(config.metrics.address, config.pipeline.workers)
         self.feed = DecisionFeed(config.pipeline, self.data_dir, self.tally, config.ui.recent_rejects)
         self.facts = active_facts(self.registry, config.engine)
 
@@ -82,6 +87,14 @@ class Station:
                 log.exception("counters: reading the database failed")
             await asyncio.sleep(TALLY_REFRESH_S)
 
+    async def keep_watching(self) -> None:
+        while True:
+            try:
+                await run_in_threadpool(self.health.poll, time.monotonic())
+            except Exception:  # an odd answer must not stop the live page; try again later
+                log.exception("line health: reading the metrics endpoint failed")
+            await asyncio.sleep(HEALTH_EVERY_S)
+
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
@@ -94,11 +107,14 @@ def page(request: Request, name: str, status_code: int = 200, **context) -> Resp
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def local(t: datetime | str | None) -> str:
+def local(t: datetime | str | float | None) -> str:
+    """A time (aware datetime, ISO text, or time.time() seconds) as the line's local HH:MM:SS."""
     if t is None:
         return "-"
     if isinstance(t, str):
         t = datetime.fromisoformat(t)
+    elif isinstance(t, (int, float)):
+        t = datetime.fromtimestamp(t, timezone.utc)
     return t.astimezone().strftime("%H:%M:%S")
 
 
@@ -133,6 +149,7 @@ async def logout(request: Request) -> Response:
 def counters_context(station: Station) -> dict:
     shift, shift_counts, hour_counts = station.tally.snapshot(datetime.now(timezone.utc))
     return {"shift_start": shift, "shift": shift_counts, "hour": hour_counts,
+            "cameras": station.tally.camera_rows(shift_counts, hour_counts),
             "model_version": station.feed.model_version or station.registry.active_version(),
             "last_decision": station.feed.last_decision, "spc_alarms": station.tally.spc_alarms}
 
@@ -140,12 +157,14 @@ def counters_context(station: Station) -> dict:
 @requires("authenticated", redirect="login")
 async def live(request: Request) -> Response:
     station: Station = request.app.state.station
-    return page(request, "live.html", rejects=list(reversed(station.feed.recent)), **counters_context(station))
+    return page(request, "live.html", rejects=list(reversed(station.feed.recent)), health=station.health.current,
+                **counters_context(station))
 
 
 @requires("authenticated", redirect="login")
 async def events(request: Request) -> Response:
-    """Server-sent events: a `reject` card per rejected container, `counters` at most twice a second."""
+    """Server-sent events: a `reject` card per rejected container, `counters` at most twice a second,
+    `health` every HEALTH_EVERY_S (also when no decision comes: a stopped line is news)."""
     station: Station = request.app.state.station
     queue = station.feed.subscribe()
 
@@ -153,9 +172,12 @@ async def events(request: Request) -> Response:
         return templates.get_template(name).render(request=request, **context)
 
     async def stream():
-        last_counters = 0.0
+        last_counters = last_health = 0.0
         try:
             while True:
+                if time.monotonic() - last_health >= HEALTH_EVERY_S:
+                    last_health = time.monotonic()
+                    yield {"event": "health", "data": render("_health.html", health=station.health.current)}
                 try:
                     decision = await asyncio.wait_for(queue.get(), timeout=COUNTERS_EVERY_S)
                 except asyncio.TimeoutError:
@@ -178,19 +200,31 @@ def view_boxes(v, thresholds) -> list[dict]:
             for d in sorted(v.detections, key=lambda d: -d.score)]
 
 
+def marks(boxes: list[dict]) -> list[Mark]:
+    return [Mark(b["box"], b["class"], b["score"], weak=not b["rejecting"]) for b in boxes]
+
+
+def overlay(boxes: list[dict], vocabulary) -> list[dict]:
+    """A view's boxes for the SVG: in storage/draw.py's order (highest score last, on top), its colours."""
+    return [{"class": m.name, "score": m.score, "box": m.box, "weak": m.weak, "text": m.text,
+             "colour": images.css_colour(m.name, vocabulary)} for m in drawing_order(marks(boxes))]
+
+
 @requires("authenticated", redirect="login")
 def container_page(request: Request) -> Response:
     station: Station = request.app.state.station
     c = queries.container(station.db, request.path_params["container_id"])
     if c is None:
         return page(request, "missing.html", status_code=404, what=f"container {request.path_params['container_id']}")
-    thresholds = station.model_facts().thresholds
+    facts = station.model_facts()
+    thresholds, vocabulary = facts.thresholds, facts.vocabulary
     views = []
     for v in c.views:
         path = images.inside(station.data_dir, v.image_file) if v.image_state == STORED and v.image_file else None
-        views.append({"row": v, "boxes": view_boxes(v, thresholds), "path": path,
+        boxes = view_boxes(v, thresholds)
+        views.append({"row": v, "boxes": boxes, "overlay": overlay(boxes, vocabulary), "path": path,
                       "size": images.image_size(path) if path else None})
-    return page(request, "container.html", c=c, views=views)
+    return page(request, "container.html", c=c, views=views, colour=lambda name: images.css_colour(name, vocabulary))
 
 
 @requires("authenticated", redirect="login")
@@ -217,8 +251,7 @@ def image(request: Request) -> Response:
 def _thumb(station: Station, v) -> Response:
     path = images.inside(station.data_dir, v.image_file) if v.image_state == STORED and v.image_file else None
     facts = station.model_facts()
-    marks = [Mark(b["box"], b["class"], b["score"], weak=not b["rejecting"]) for b in view_boxes(v, facts.thresholds)]
-    jpeg = images.thumbnail(path, marks, facts.vocabulary) if path else None
+    jpeg = images.thumbnail(path, marks(view_boxes(v, facts.thresholds)), facts.vocabulary) if path else None
     if jpeg is None:
         jpeg = images.placeholder(v.missing or f"image {v.image_state}")
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
@@ -266,8 +299,9 @@ def review(request: Request) -> Response:
         boxes = ([{"class": lb.class_name, "box": lb.box, "rejecting": True, "score": None} for lb in v.labels]
                  if v.labelled else [b for b in view_boxes(v, facts.thresholds) if b["rejecting"]])
         views.append({"row": v, "boxes": boxes, "size": images.image_size(path)})
+    names = set(facts.vocabulary) | {b["class"] for v in views for b in v["boxes"]}
     return page(request, "review.html", queue=queue, c=c, views=views, verdicts=VERDICTS,
-                classes=facts.vocabulary)
+                classes=facts.vocabulary, colours={n: images.css_colour(n, facts.vocabulary) for n in names})
 
 
 @requires("operator")
@@ -319,7 +353,15 @@ def _local_hour(utc_hour: str) -> str:
 def models(request: Request) -> Response:
     station: Station = request.app.state.station
     rows = [dict(row, figures=figures(row)) for row in station.registry.list()]
-    return page(request, "models.html", rows=rows, message=request.query_params.get("message"))
+    return page(request, "models.html", rows=rows, message=request.query_params.get("message"),
+                progress=read_progress(station.data_dir))
+
+
+@requires("authenticated")
+def retrain_progress(request: Request) -> Response:
+    """The Models page polls this: `edge retrain`'s progress file (engines/training/progress.py)."""
+    station: Station = request.app.state.station
+    return templates.TemplateResponse(request, "_progress.html", {"progress": read_progress(station.data_dir)})
 
 
 @requires("engineer", status_code=403)
@@ -351,7 +393,8 @@ def create_app(config, secret: str | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        tasks = [asyncio.create_task(station.feed.run()), asyncio.create_task(station.keep_counting())]
+        tasks = [asyncio.create_task(station.feed.run()), asyncio.create_task(station.keep_counting()),
+                 asyncio.create_task(station.keep_watching())]
         try:
             yield
         finally:
@@ -375,6 +418,7 @@ def create_app(config, secret: str | None = None) -> Starlette:
         Route("/review/{view_id:int}", review_post, methods=["POST"], name="review_post"),
         Route("/stats", stats, name="stats"),
         Route("/models", models, name="models"),
+        Route("/models/progress", retrain_progress, name="retrain_progress"),
         Route("/models/{action:str}", model_change, methods=["POST"], name="model_change"),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -8,7 +8,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from storage.draw import Mark, draw
+from storage.draw import Mark, colour, draw
 
 THUMB_WIDTH = 200
 
@@ -45,3 +45,10 @@ def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) of a stored view."""
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return None if pixels is None else (pixels.shape[1], pixels.shape[0])
+
+
+def css_colour(name: str, vocabulary: Sequence[str] = ()) -> str:
+    """storage/draw.py's colour for a class (BGR there), as CSS: the page and the thumbnails agree."""
+    b, g, r = colour(name, vocabulary)
+    return f"rgb({r}, {g}, {b})"
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import Integer, exists, func, select
 from sqlalchemy.orm import selectinload
 
 from storage.db import STORED, Container, Database, Event, View
@@ -62,3 +62,17 @@ def spc_alarms(db: Database, since: datetime, line_id: str, limit: int = 20) -> 
         return [(t, detail) for t, detail in s.execute(
             select(Event.t, Event.detail).where(Event.kind == SPC_ALARM, Event.t >= since, Event.line_id == line_id)
             .order_by(Event.t.desc()).limit(limit))]
+
+
+def camera_activity(db: Database, since: datetime, until: datetime, line_id: str) -> dict[str, tuple[datetime | None, int]]:
+    """Per camera, for containers gated in [since, until): (its last frame, views lost to a grab timeout).
+
+    A grab timeout is stored as the view's missing reason "missing: timeout: ..." (camera/worker.py,
+    pipeline/writer.py)."""
+    timeout = func.sum(func.coalesce(View.missing, "").like("%timeout%").cast(Integer))
+    with db.session() as s:
+        rows = s.execute(select(View.camera_id, func.max(View.t_capture), timeout)
+                         .join(Container, View.container_id == Container.id)
+                         .where(Container.t_gate >= since, Container.t_gate < until, Container.line_id == line_id)
+                         .group_by(View.camera_id)).all()
+    return {camera: (last, int(n or 0)) for camera, last, n in rows}

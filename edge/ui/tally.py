@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-from edge.ui.queries import spc_alarms
+from edge.ui.queries import camera_activity, spc_alarms
 from storage.stats import line_stats
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class Counts:
     by_reason: Counter = field(default_factory=Counter)
     by_class: Counter = field(default_factory=Counter)
     missing_by_camera: Counter = field(default_factory=Counter)
+    timeouts_by_camera: Counter = field(default_factory=Counter)  # missing views whose grab timed out
     failsafe: int = 0  # ejected with no decision in time (relay journal)
     alarms: int = 0  # reject not fired in time, or a pass thrown out (relay journal)
 
@@ -41,6 +42,7 @@ class Counts:
         self.by_reason.update(other.by_reason)
         self.by_class.update(other.by_class)
         self.missing_by_camera.update(other.missing_by_camera)
+        self.timeouts_by_camera.update(other.timeouts_by_camera)
         self.failsafe += other.failsafe
         self.alarms += other.alarms
         return self
@@ -58,7 +60,10 @@ class Counts:
         self.inspected += 1
         for v in views:
             if v.get("outcome") != "inferred":
-                self.missing_by_camera[v.get("camera_id") or f"view {v.get('view')}"] += 1
+                camera = v.get("camera_id") or f"view {v.get('view')}"
+                self.missing_by_camera[camera] += 1
+                if "timeout" in (v.get("reason") or ""):
+                    self.timeouts_by_camera[camera] += 1
         if decision.get("decision") == "pass":
             self.passed += 1
             return
@@ -79,10 +84,23 @@ def shift_start(now: datetime, starts: list[str]) -> datetime:
     return max(c for c in candidates if c <= local)
 
 
-def _from_stats(stats) -> Counts:
+def _from_stats(stats, activity: dict[str, tuple[datetime | None, int]]) -> Counts:
     return Counts(inspected=stats.containers, passed=stats.passed, rejected=stats.rejected,
                   by_reason=Counter(stats.by_reason), by_class=Counter(stats.by_class),
-                  missing_by_camera=Counter(stats.missing_by_camera))
+                  missing_by_camera=Counter(stats.missing_by_camera),
+                  timeouts_by_camera=Counter({camera: n for camera, (_, n) in activity.items() if n}))
+
+
+@dataclass
+class CameraRow:
+    """One camera on the live page: its last frame, views missing and grab timeouts per window."""
+
+    camera: str
+    last_frame: datetime | None
+    missing_shift: int
+    missing_hour: int
+    timeouts_shift: int
+    timeouts_hour: int
 
 
 class RelayJournal:
@@ -127,8 +145,10 @@ class RelayJournal:
 
 class Tally:
     def __init__(self, starts: list[str], t0: datetime, data_dir: Path, line_id: str,
-                 thresholds: dict[str, float], default_threshold: float) -> None:
+                 thresholds: dict[str, float], default_threshold: float, cameras: list[str] = ()) -> None:
         self.starts = starts
+        self.cameras = list(cameras)  # the configured ones, shown even before their first frame
+        self.last_frame: dict[str, datetime] = {}
         self.t0 = t0
         self.line_id = line_id
         self.thresholds, self.default_threshold = thresholds, default_threshold
@@ -144,7 +164,14 @@ class Tally:
             return False
         minute = t_gate.replace(second=0, microsecond=0)
         self.minutes.setdefault(minute, Counts()).add_decision(decision)
+        for v in decision.get("views", []):
+            if v.get("t_capture_utc") and v.get("camera_id"):
+                self._saw(v["camera_id"], datetime.fromisoformat(v["t_capture_utc"]))
         return True
+
+    def _saw(self, camera: str, t: datetime) -> None:
+        if camera not in self.last_frame or t > self.last_frame[camera]:
+            self.last_frame[camera] = t
 
     def refresh(self, db, now: datetime) -> None:
         """Re-read the database part (before T0) and the relay journal; drop buckets no window needs."""
@@ -159,8 +186,18 @@ class Tally:
     def _before_t0(self, db, since: datetime) -> Counts:
         if since >= self.t0:
             return Counts()
+        activity = camera_activity(db, since, self.t0, self.line_id)
+        for camera, (last, _) in activity.items():
+            if last is not None:
+                self._saw(camera, last)
         return _from_stats(line_stats(db, since=since, until=self.t0, thresholds=self.thresholds,
-                                      default_threshold=self.default_threshold, line_id=self.line_id))
+                                      default_threshold=self.default_threshold, line_id=self.line_id), activity)
+
+    def camera_rows(self, shift: Counts, hour: Counts) -> list[CameraRow]:
+        """The configured cameras, then any other the records name (a camera since renamed)."""
+        names = self.cameras + sorted((set(self.last_frame) | set(shift.missing_by_camera)) - set(self.cameras))
+        return [CameraRow(c, self.last_frame.get(c), shift.missing_by_camera[c], hour.missing_by_camera[c],
+                          shift.timeouts_by_camera[c], hour.timeouts_by_camera[c]) for c in names]
 
     def snapshot(self, now: datetime) -> tuple[datetime, Counts, Counts]:
         """(shift start, this shift's counts, the last hour's counts)."""
