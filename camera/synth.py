@@ -31,10 +31,14 @@ import cv2
 import numpy as np
 
 from camera.frame import VIEWS
-from camera.synth_defects import DRAW, DefectPatch, scaled
+from camera import defect_catalogue
+from camera.synth_defects import DRAW, DefectPatch, scaled, varied
 from camera.synth_glass import BottleShape, apply_wall_profile, backlight, draw_seams, render_base, wall_profile
 
 CLASSES = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
+# Bump when a (recipe, seed) no longer gives the same pixels: model manifests record it.
+RENDERER_VERSION = "1"
+CATALOGUES = ("classic", "full")  # the paper's five classes; the glass-industry catalogue
 MIN_VISIBLE_PX = 4  # pixels changed by visible_delta for a small defect to be seen
 MIN_FAINT_PX = 25  # or pixels changed by half of it: the eye follows a long faint thread
 BOX_DELTA = 8.0  # a box spans the pixels the defect changed by this many grey levels
@@ -69,6 +73,7 @@ class Container:
     base: np.ndarray | None = field(default=None, repr=False)  # cached padded picture, uint8 BGR
     wall: np.ndarray | None = field(default=None, repr=False)  # cached thickness around the wall
     seam: float = 0.0  # angle of the mould seams (and seam + pi)
+    distractors: list[Defect] = field(default_factory=list)  # non-defects that must pass: never labelled
 
 
 @dataclass
@@ -83,17 +88,22 @@ class RenderedView:
 class GlassRenderer:
     """Back-lit glass containers with labelled defects, 700 x 820 like the paper's cameras."""
 
-    def __init__(self, width: int = 700, height: int = 820, classes: tuple[str, ...] | list[str] = CLASSES,
+    def __init__(self, width: int = 700, height: int = 820, classes: tuple[str, ...] | list[str] | None = None,
                  defect_free_share: float = 0.3, back_wall_contrast: float = 0.35,
-                 visible_delta: float = 16.0) -> None:
-        unknown = [name for name in classes if name not in DRAW]
+                 visible_delta: float = 16.0, catalogue: str = "classic") -> None:
+        if catalogue not in CATALOGUES:
+            raise ValueError(f"unknown catalogue {catalogue!r}; choose one of {', '.join(CATALOGUES)}")
+        known = catalogue_classes(catalogue)
+        classes = known if classes is None else classes
+        unknown = [name for name in classes if name not in known]
         if unknown or not classes:
-            raise ValueError(f"unknown defect classes {unknown}; known: {', '.join(CLASSES)}")
+            raise ValueError(f"unknown defect classes {unknown} in the {catalogue} catalogue; known: {', '.join(known)}")
         if not 0 <= defect_free_share <= 1:
             raise ValueError(f"defect_free_share must be within 0..1, got {defect_free_share}")
         self.width, self.height = width, height
         self.scale = min(width / 700, height / 820)  # defects and glass keep their physical size
         self.classes = tuple(classes)
+        self.catalogue = catalogue
         self.defect_free_share = defect_free_share
         self.back_wall_contrast = back_wall_contrast
         self.visible_delta = visible_delta
@@ -121,7 +131,7 @@ class GlassRenderer:
         Six synthetic cameras are six renderers in one process asking for the same
         container: a small module-wide cache lets them share it and its picture.
         """
-        key = (self.width, self.height, self.classes, self.defect_free_share, seed, seq)
+        key = (self.width, self.height, self.classes, self.defect_free_share, self.catalogue, seed, seq)
         with _SHARED_LOCK:
             container = _SHARED.get(key)
         if container is None:
@@ -136,6 +146,8 @@ class GlassRenderer:
         rng = _rng(seed, seq)
         shape = BottleShape.sample(rng, self.width, self.height)
         count = 0 if rng.random() < self.defect_free_share else int(rng.integers(1, 5))
+        if self.catalogue == "full":
+            return self._catalogue_container(seed, seq, shape, count, rng)
         defects = []
         top = shape.neck_end + 0.45 * (shape.shoulder_end - shape.neck_end)
         for _ in range(count):
@@ -145,6 +157,24 @@ class GlassRenderer:
                                   patch=scaled(DRAW[cls](rng), self.scale)))
         return Container(seed=seed, seq=seq, shape=shape, defects=defects,
                          seam=float(rng.uniform(0, np.pi)))
+
+    def _catalogue_container(self, seed: int, seq: int, shape: BottleShape, count: int,
+                             rng: np.random.Generator) -> Container:
+        """Families drawn in their own zones with the catalogue's spread, plus 0-3 distractors."""
+        def placed(name: str, draw, zones: tuple[str, ...]) -> Defect:
+            low, high = defect_catalogue.zone_rows(zones[int(rng.integers(len(zones)))], shape)
+            return Defect(cls=name, theta=float(rng.uniform(0, 2 * np.pi)), z=float(rng.uniform(low, high)),
+                          patch=scaled(varied(draw(rng), rng), self.scale))
+
+        defects = []
+        for _ in range(count):
+            family = defect_catalogue.family(self.classes[int(rng.integers(len(self.classes)))])
+            defects.append(placed(family.name, family.draw, family.zones))
+        kinds = list(defect_catalogue.DISTRACTORS)
+        distractors = [placed(kind, *defect_catalogue.DISTRACTORS[kind])
+                       for kind in (kinds[int(rng.integers(len(kinds)))] for _ in range(int(rng.integers(0, 4))))]
+        return Container(seed=seed, seq=seq, shape=shape, defects=defects, seam=float(rng.uniform(0, np.pi)),
+                         distractors=distractors)
 
     def _base(self, container: Container) -> np.ndarray:
         """The container's defect-free picture: built once, shared by all six views."""
@@ -170,23 +200,30 @@ class GlassRenderer:
         apply_wall_profile(image, shape, container.wall, phi, dx, dy)
         draw_seams(image, shape, container.seam, phi, dx, dy)
         boxes, classes, index, far = [], [], [], []
+        for item in container.distractors:  # drawn first, so a defect over one keeps its own box
+            self._place(image, item, phi, shape, dx, dy)
         if defects:
             for i, defect in enumerate(container.defects):
-                c = np.cos(defect.theta - phi)
-                if abs(c) < HIDDEN_COS:
-                    continue
-                r = float(shape.radius(np.array([defect.z]))[0])
-                x = shape.cx + dx + r * np.sin(defect.theta - phi)
-                box = self._draw(image, defect.patch, x, defect.z + dy, c, shape, dx, dy)
+                box = self._place(image, defect, phi, shape, dx, dy)
                 if box is not None:
                     boxes.append(box)
                     classes.append(defect.cls)
                     index.append(i)
-                    far.append(bool(c < 0))
+                    far.append(bool(np.cos(defect.theta - phi) < 0))
         window = (slice(ny, ny + self.height), slice(nx, nx + self.width))
         image = cv2.subtract(cv2.add(image, self._noise[0][window]), self._noise[1][window])
         return RenderedView(image=image, boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
                             classes=classes, defect_index=index, far_wall=far)
+
+    def _place(self, image: np.ndarray, defect: Defect, phi: float, shape: BottleShape, dx: int,
+               dy: int) -> tuple[float, float, float, float] | None:
+        """Turn a defect to the view and draw it, unless it is edge-on; its box or None."""
+        c = np.cos(defect.theta - phi)
+        if abs(c) < HIDDEN_COS:
+            return None
+        r = float(shape.radius(np.array([defect.z]))[0])
+        x = shape.cx + dx + r * np.sin(defect.theta - phi)
+        return self._draw(image, defect.patch, x, defect.z + dy, c, shape, dx, dy)
 
     def _visible(self, delta: np.ndarray) -> bool:
         """Would a person see it against the noise: a few strong pixels or many faint ones."""
@@ -232,6 +269,11 @@ class GlassRenderer:
         ys, xs = np.nonzero(delta >= BOX_DELTA)
         return (float(ix0 + xs.min()), float(iy0 + ys.min()),
                 float(ix0 + xs.max() + 1), float(iy0 + ys.max() + 1))
+
+
+def catalogue_classes(catalogue: str) -> tuple[str, ...]:
+    """The defect classes a catalogue can draw: the paper's five, or every catalogue family."""
+    return CLASSES if catalogue == "classic" else defect_catalogue.NAMES
 
 
 def without(container: Container, index: int) -> Container:

@@ -210,3 +210,73 @@ def test_six_cameras_share_one_container_picture() -> None:
               in enumerate(zip(cameras, containers))]
     assert all(container.base is containers[0].base for container in containers)
     assert not np.array_equal(images[0], images[3])
+
+
+def test_catalogue_has_fifteen_families_in_every_zone_with_names_and_sources() -> None:
+    from camera.defect_catalogue import FAMILIES, ZONES
+
+    assert len(FAMILIES) >= 15 and set(CLASSES) <= {f.name for f in FAMILIES}
+    assert {zone for f in FAMILIES for zone in f.zones} == set(ZONES)
+    for f in FAMILIES:
+        assert len(f.synonyms) >= 2 and len(f.description.split()) >= 6 and f.source
+        assert len(set(f.prompts)) == len(f.prompts)
+
+
+def test_every_family_renders_a_labelled_box_in_its_zone() -> None:
+    from camera.defect_catalogue import FAMILIES, zone_rows
+
+    for family in FAMILIES:
+        renderer = GlassRenderer(classes=[family.name], defect_free_share=0.0, catalogue="full")
+        seen = 0
+        for seq in range(4):
+            container = renderer.container(7, seq)
+            rows = [zone_rows(zone, container.shape) for zone in family.zones]
+            for view in range(6):
+                rendered = renderer.render(container, view)
+                assert set(rendered.classes) <= {family.name}
+                for (x1, y1, x2, y2), i in zip(rendered.boxes, rendered.defect_index):
+                    z = container.defects[i].z
+                    assert any(low <= z <= high for low, high in rows), (family.name, z, rows)
+                    # the box is where the defect is: its zone, give or take the view's shift
+                    assert any(y1 <= high + synth.PAD_Y + 2 and y2 >= low - synth.PAD_Y - 2 for low, high in rows)
+                    seen += 1
+        assert seen > 0, f"{family.name} was never visible in 24 views"
+
+
+def test_distractors_change_pixels_but_carry_no_labels() -> None:
+    renderer = GlassRenderer(defect_free_share=1.0, catalogue="full")
+    containers = [renderer.container(3, seq) for seq in range(12)]
+    kinds = {d.cls for c in containers for d in c.distractors}
+    assert len(kinds) >= 3
+    changed = 0
+    for container in containers:
+        for view in range(6):
+            rendered = renderer.render(container, view)
+            assert len(rendered.boxes) == 0 and rendered.classes == []
+            bare = renderer.render(replace(container, distractors=[]), view)
+            changed += not np.array_equal(rendered.image, bare.image)
+    assert changed > 10
+
+
+def test_full_catalogue_is_deterministic_per_seed() -> None:
+    a, b = (GlassRenderer(defect_free_share=0.0, catalogue="full") for _ in range(2))
+    first = a.render(a.container(11, 2), 1)
+    synth._SHARED.clear()
+    again = b.render(b.container(11, 2), 1)
+    assert np.array_equal(first.image, again.image) and first.classes == again.classes
+    assert np.array_equal(first.boxes, again.boxes)
+    assert not np.array_equal(first.image, a.render(a.container(12, 2), 1).image)
+
+
+def test_edge_synth_full_catalogue_writes_its_recipe(tmp_path: Path) -> None:
+    from camera.defect_catalogue import NAMES
+    from camera.synth_dataset import read_recipe
+
+    out = tmp_path / "full"
+    result = _synth(["--containers", "2", "--out", str(out), "--catalogue", "full", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    recipe = read_recipe(out)
+    assert (recipe.catalogue, recipe.containers, recipe.seed, recipe.classes) == ("full", 2, 9, NAMES)
+    assert read_coco(out / "annotations.json").classes == list(NAMES)
+    bad = _synth(["--containers", "2", "--out", str(tmp_path / "x"), "--classes", "stone"])
+    assert bad.exit_code == 2 and "unknown defect class 'stone' in the classic catalogue" in bad.output

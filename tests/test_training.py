@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ from engines.package import ModelPackage
 from engines.training.augment import Augment
 from engines.training.datasets import CropDataset, load_labels, read_split
 from engines.training.train import TrainConfig, epoch_batches, prepare_data, train
+from line_support import wait_for
 from storage.labels import LabelledImage, write_coco
 
 CLASSES = ["dark square", "bright ring"]
@@ -107,11 +107,11 @@ def test_resume_after_sigkill_continues_the_same_loss_curve(data, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "train", *args, "--out", str(out)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 240
-        while _checkpoint_step(out / "last.pt") < 3:
+        def third_checkpoint() -> bool:
             assert proc.poll() is None, "training ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+            return _checkpoint_step(out / "last.pt") >= 3
+
+        wait_for(third_checkpoint, 240, "the third checkpoint", every=0.2)  # each look loads the file
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:

@@ -92,3 +92,95 @@ def test_mixed_sources_keep_their_own_containers_and_files(tmp_path):
     seqs = [im.container_seq for im in mixed.images]
     assert seqs[0] == seqs[1] != seqs[2]
     assert mixed.images[2].file == str((tmp_path / "old" / "images/000007_v0.png").resolve())
+
+
+def _weak_model(tmp_path: Path, data: Path, data_dir: Path) -> Registry:
+    registry = Registry(data_dir)
+    weak = train(config(data, tmp_path / "weak", max_steps=1, crop=96, batch=4, version="weak"))
+    registry.register(weak.package.path)
+    registry.activate("weak")
+    return registry
+
+
+def test_retrain_on_a_time_budget_stops_compares_and_reports_percentages(tmp_path, shipped_config_path):
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from edge.cli import main
+    from engines.training.progress import read_progress
+
+    samples = easy_dataset(tmp_path / "samples", containers=6, seed=1)
+    holdout = easy_dataset(tmp_path / "holdout", containers=3, seed=2)
+    data_dir = tmp_path / "data"
+    registry = _weak_model(tmp_path, samples, data_dir)
+    raw = yaml.safe_load(shipped_config_path.read_text())
+    raw["storage"]["data_dir"] = str(data_dir)
+    raw["engine"].update(runtime="torch", imgsz=160, threads=1)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+
+    result = CliRunner().invoke(main, ["retrain", "--samples", str(samples), "--holdout", str(holdout),
+                                       "--epochs", "50", "--crop", "96", "--batch", "4", "--threads", "1",
+                                       "--max-minutes", "0.0001", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "stopped on the time budget" in result.output
+    assert "escape rate" in result.output and "false reject rate" in result.output and "%" in result.output
+    new = [v for v in registry.versions() if v != "weak"]
+    assert len(new) == 1
+    manifest = json.loads((registry.get(new[0]).path / "manifest.json").read_text())
+    assert manifest["training"]["stopped_at_step"] == 1  # the first step already passed the budget
+    assert "holdout" in manifest["metrics"] and "parent_on_holdout" in manifest["metrics"]
+    progress = read_progress(data_dir)
+    assert progress.state == "stopped" and progress.version == new[0]
+    assert "budget" in progress.message and progress.step == 1 and progress.steps > 1
+
+
+def test_progress_file_follows_a_retrain_to_done(tmp_path):
+    from engines.training.progress import read_progress
+
+    samples = easy_dataset(tmp_path / "samples", containers=4, seed=1)
+    data_dir = tmp_path / "data"
+    registry = _weak_model(tmp_path, samples, data_dir)
+    result = retrain(load_labels(samples), str(samples), registry, EngineConfig(runtime="torch", imgsz=160, threads=1),
+                     data_dir, out=tmp_path / "ft", epochs=1, crop=96, batch=4, progress=False, threads=1,
+                     holdout=load_labels(easy_dataset(tmp_path / "holdout", containers=2, seed=2)))
+    progress = read_progress(data_dir)
+    assert not result.stopped
+    assert (progress.state, progress.phase, progress.version) == ("done", "compare", result.package.version)
+    assert progress.step == progress.steps > 0
+    assert result.package.version in progress.message
+
+
+def test_gone_synthetic_training_data_is_rendered_again_from_the_recipe(tmp_path, caplog):
+    import shutil
+
+    from camera.synth_dataset import RECIPE, SynthRecipe, read_recipe, write_dataset
+    from engines.package import ModelPackage
+    from engines.training.retrain import replay_sets
+
+    synth = tmp_path / "synth"
+    recipe = SynthRecipe(containers=2, seed=5, classes=("oil", "bubble"), defect_free_share=0.0,
+                         width=350, height=410)
+    write_dataset(synth, recipe, progress=False)
+    assert read_recipe(synth) == recipe and (synth / RECIPE).is_file()
+    original = load_labels(synth)
+    first_image = (synth / original.images[0].file).read_bytes()
+    package = train(config(synth, tmp_path / "m", max_steps=1, crop=96, batch=4, version="on-synth")).package
+    assert package.manifest["data"]["recipe"] == recipe.to_dict()
+
+    shutil.rmtree(synth)
+    data_dir = tmp_path / "data"
+    with caplog.at_level("WARNING"):
+        [(source, labels)] = replay_sets(ModelPackage.load(package.path), data_dir)
+    assert source == str(synth)
+    assert "is gone; rendering it again from its recipe" in caplog.text
+    assert Path(labels.root).parent == data_dir / "retrain" / "replay"
+    assert [im.file for im in labels.images] == [im.file for im in original.images]
+    assert [im.classes for im in labels.images] == [im.classes for im in original.images]
+    assert (Path(labels.root) / labels.images[0].file).read_bytes() == first_image  # same seed, same pixels
+    rendered = (Path(labels.root) / labels.images[0].file).stat().st_mtime_ns
+    [(_, again)] = replay_sets(ModelPackage.load(package.path), data_dir)  # the regenerated folder is reused
+    assert again.root == labels.root and len(list((data_dir / "retrain" / "replay").iterdir())) == 1
+    assert (Path(again.root) / again.images[0].file).stat().st_mtime_ns == rendered

@@ -31,23 +31,28 @@ log = logging.getLogger(__name__)
 @click.option("--lr", type=float, default=5e-4, show_default=True)
 @click.option("--target-fr", type=float, default=0.01, show_default=True)
 @click.option("--threads", type=int, default=None, help="Torch CPU threads (1 on a shared machine).")
+@click.option("--max-minutes", type=float, default=None,
+              help="Training time budget: stop after the step that passes it, then evaluate and compare as usual.")
 @click.option("--force", is_flag=True, help="Activate the new model even if it is worse (logged).")
 @config_option("config.yaml naming the data folder.")
 def command(samples: Path | None, from_db: bool, since: datetime | None, holdout: Path | None, epochs: int,
             replay_share: float, crop: int, batch: int, lr: float, target_fr: float, threads: int | None,
-            force: bool, config_path: Path) -> None:
+            max_minutes: float | None, force: bool, config_path: Path) -> None:
     """Fine-tune the active model on new samples (+ replay), compare both on one held-out
     set, register the new version and activate it only if it is not worse on escape
     rate and AP (or with --force). Running workers switch to it without a restart."""
     import torch
 
     from engines.training.datasets import load_labels
+    from engines.training.evaluate import pct
     from engines.training.retrain import retrain
     from storage.recorded_labels import labels_from_db
     from engines.registry import Registry
 
     if bool(samples) == from_db:
         raise ConfigError("give exactly one of --samples DIR or --from-db")
+    if max_minutes is not None and max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be more than 0, got {max_minutes:g}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if threads:
         torch.set_num_threads(threads)
@@ -61,9 +66,13 @@ def command(samples: Path | None, from_db: bool, since: datetime | None, holdout
     result = retrain(labels, source, Registry(app.data_dir), app.engine, app.data_dir,
                      out=app.data_dir / "retrain" / stamp, epochs=epochs, crop=crop, batch=batch, lr=lr,
                      replay_share=replay_share, holdout=load_labels(holdout) if holdout else None,
-                     target_fr=target_fr, force=force)
-    new, old = result.new, result.active
-    click.echo(f"new   {result.package.version}: AP {new['ap']:.3f}  escape {new['at_target']['escape_rate']}")
-    click.echo(f"active before: AP {old['ap']:.3f}  escape {old['at_target']['escape_rate']}")
+                     target_fr=target_fr, force=force, threads=threads, max_minutes=max_minutes)
+    if result.stopped:
+        click.echo(f"training stopped on the time budget (--max-minutes {max_minutes:g}) before its last step; "
+                   "the model it had is evaluated below")
+    for name, figures in ((f"new   {result.package.version}", result.new), ("active before", result.active)):
+        rates = figures["at_target"]
+        click.echo(f"{name}: AP {figures['ap']:.3f}  escape rate {pct(rates['escape_rate'])}  false reject rate "
+                   f"{pct(rates['false_reject_rate'])} (at false rejects <= {pct(target_fr)})")
     verdict = "activated" if result.promoted else "registered, NOT activated"
     click.echo(f"{result.package.version} {verdict}: {result.reason}" + (" (--force)" if force else ""))

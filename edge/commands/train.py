@@ -30,6 +30,11 @@ from engines.training.train import SCALES, TrainConfig
 @click.option("--sam-ckpt", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Mobile-SAM weights (mobile_sam.pt): loaded and frozen, as in the paper.")
 @click.option("--text-encoder", type=click.Choice(["minilm", "clip"]), default="minilm", show_default=True)
+@click.option("--prompts", type=click.Choice(["names", "catalogue"]), default="names", show_default=True,
+              help="catalogue: each step prompts every class by its name, a synonym or its description "
+                   "(camera/defect_catalogue.py); the package ships their average.")
+@click.option("--generic-share", type=float, default=0.0, show_default=True,
+              help='Share of steps that prompt only "defect", with every box labelled by it.')
 @click.option("--text-ckpt", type=click.Path(path_type=Path, exists=True), default=None,
               help="Local CLIP checkpoint folder (with --text-encoder clip).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/train"),
@@ -41,6 +46,8 @@ from engines.training.train import SCALES, TrainConfig
 @click.option("--version", default=None, help="Version name of the package (default: MODEL-<UTC time>).")
 @click.option("--half-weights", is_flag=True, help="Store fp16 weights in the package (half the size).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a time budget).")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after the step that passes this many minutes; --resume continues the schedule.")
 def command(**options) -> None:
     """Train an RTVP detector on labelled views and write a model package into OUT.
 
@@ -53,6 +60,9 @@ def command(**options) -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result = train(TrainConfig(**options))
+    if result.stopped:
+        click.echo(f"stopped on the time budget (--max-minutes {options['max_minutes']:g}); "
+                   "run again with --resume to continue")
     if result.package is not None:
         val = result.package.manifest["metrics"]["val"]
         click.echo(f"model package: {result.package.path}")

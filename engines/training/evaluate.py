@@ -49,7 +49,11 @@ def predict_all(predict: Predict, labels: LabelSet, batch: int = 4, progress: bo
 
 
 def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tuple[str, ...]) -> dict:
-    """AP, AP50, AP75, APs and per-class AP (IoU .50:.95) from pycocotools' COCOeval."""
+    """AP, AP50, AP75, APs, per-class AP (IoU .50:.95) and AP50 from pycocotools' COCOeval.
+
+    `agnostic_recall50` is the share of boxes any detection (of any class, above the
+    evaluation floor) overlaps by IoU >= 0.5: did the model find the defect at all.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -68,7 +72,8 @@ def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tup
                 dt.append({"image_id": image_id, "category_id": category[name],
                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
     empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "aps": 0.0,
-             "per_class": {n: 0.0 for n in vocabulary}, "gt_boxes": len(gt["annotations"]),
+             "per_class": {n: 0.0 for n in vocabulary}, "per_class_ap50": {n: 0.0 for n in vocabulary},
+             "agnostic_recall50": 0.0, "gt_boxes": len(gt["annotations"]),
              "detections": len(dt)}
     if not gt["annotations"] or not dt:
         return empty
@@ -81,14 +86,21 @@ def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tup
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+        agnostic = COCOeval(coco_gt, coco_dt, "bbox")
+        agnostic.params.useCats = 0
+        agnostic.evaluate()
+        agnostic.accumulate()
     stats = [max(float(s), 0.0) for s in evaluator.stats]
     precision = evaluator.eval["precision"]  # (iou, recall, class, area, maxdet)
-    per_class = {}
+    per_class, per_class_ap50 = {}, {}
     for k, name in enumerate(vocabulary):
         p = precision[:, :, k, 0, -1]
         per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else None
+        p50 = precision[0, :, k, 0, -1]
+        per_class_ap50[name] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else None
+    recall = float(agnostic.eval["recall"][0, 0, 0, -1])  # IoU .5, all classes as one, all areas, 100 dets
     return {**empty, "ap": stats[0], "ap50": stats[1], "ap75": stats[2], "aps": stats[3],
-            "per_class": per_class}
+            "per_class": per_class, "per_class_ap50": per_class_ap50, "agnostic_recall50": max(recall, 0.0)}
 
 
 # ---------------------------------------------------------------------------- line
@@ -203,11 +215,13 @@ def evaluate(predict: Predict, labels: LabelSet, vocabulary: tuple[str, ...], *,
     return metrics, containers
 
 
+def pct(rate: float | None) -> str:
+    """A rate as the line staff read it: a percentage, or n/a where there was nothing to count."""
+    return "n/a" if rate is None else f"{100 * rate:.1f}%"
+
+
 def format_report(metrics: dict) -> list[str]:
     """Lines for the terminal: the COCO table, per-class AP and the line's figures."""
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
     lines = [f"images {metrics['images']}, boxes {metrics['gt_boxes']}, detections {metrics['detections']}",
              f"AP {metrics['ap']:.3f}  AP50 {metrics['ap50']:.3f}  AP75 {metrics['ap75']:.3f}  "
              f"APs {metrics['aps']:.3f}"]

@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -32,6 +31,9 @@ from engines.training.datasets import (CropDataset, collate, load_labels, read_s
                                        restrict, split_containers)
 from engines.training.evaluate import evaluate
 from engines.training.module_engine import ModuleEngine
+from engines.training.progress import ProgressFile
+from engines.training.prompts import PromptBank
+from storage.files import atomic_write
 from storage.labels import LabelSet
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class TrainConfig:
     split: Path | None = None
     sam_ckpt: Path | None = None
     text_encoder: str = "minilm"
+    prompts: str = "names"  # "catalogue": sample a name, synonym or description per class per step
+    generic_share: float = 0.0  # share of steps prompting only "defect", every box labelled by it
     text_ckpt: Path | None = None
     init: Path | None = None  # a model package to start from (fine-tuning)
     resume: bool = False
@@ -73,10 +77,12 @@ class TrainConfig:
     parent: str | None = None
     half_weights: bool = False  # store fp16 weights in the package (half the size)
     max_steps: int | None = None  # stop after this many steps in all (a time budget)
+    max_minutes: float | None = None  # stop after the first step past this many minutes of training
     target_fr: float = 0.01
     bn_batches: int = 16  # batches of crops for BatchNorm statistics before validation and export
     progress: bool = True
     replay: tuple[str, ...] = ()  # earlier data sources mixed in (retraining), for the manifest
+    recipes: dict | None = None  # source -> synthetic recipe of replayed data (retraining), for the manifest
 
 
 @dataclass
@@ -84,6 +90,7 @@ class TrainResult:
     model: torch.nn.Module  # the EMA model (what ships)
     package: ModelPackage | None  # written by rank 0 only
     history: list[dict]
+    stopped: bool = False  # ended by max_minutes before its last step
 
 
 class EMA:
@@ -132,12 +139,6 @@ def epoch_batches(n: int, epoch: int, seed: int, batch: int, rank: int, world: i
     order = (order * math.ceil(steps * batch * world / n))[:steps * batch * world]
     mine = order[rank::world]
     return [mine[i * batch:(i + 1) * batch] for i in range(steps)]
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _distributed() -> tuple[int, int, bool]:
@@ -195,17 +196,21 @@ def build(cfg: TrainConfig, text_dim: int) -> torch.nn.Module:
     return model
 
 
-def train(cfg: TrainConfig, data: tuple[LabelSet, LabelSet, tuple[str, ...]] | None = None) -> TrainResult:
-    """Train, or fine-tune from `cfg.init`; `data` (train, val, vocabulary) replaces cfg.data's."""
+def train(cfg: TrainConfig, data: tuple[LabelSet, LabelSet, tuple[str, ...]] | None = None,
+          progress_file: ProgressFile | None = None) -> TrainResult:
+    """Train, or fine-tune from `cfg.init`; `data` (train, val, vocabulary) replaces cfg.data's.
+
+    `progress_file` gets the step, phase and ETA (the operator station shows it).
+    """
     rank, world, started = _distributed()
     try:
-        return _train(cfg, rank, world, data)
+        return _train(cfg, rank, world, data, progress_file if rank == 0 else None)
     finally:
         if started:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
+def _train(cfg: TrainConfig, rank: int, world: int, data, progress_file: ProgressFile | None) -> TrainResult:
     from tqdm import tqdm
 
     from engines.rtvp.text import TextEncoder
@@ -218,8 +223,10 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
     if rank == 0 and labels.skipped:
         (cfg.out / "skipped.txt").write_text("\n".join(labels.skipped + val.skipped) + "\n")
         log.warning("%d label problems skipped; see %s", len(labels.skipped), cfg.out / "skipped.txt")
-    embeddings = TextEncoder(kind=cfg.text_encoder, checkpoint=cfg.text_ckpt).encode(list(vocabulary))
-    text = torch.from_numpy(np.asarray(embeddings, np.float32)).to(device)
+    bank = PromptBank(vocabulary, TextEncoder(kind=cfg.text_encoder, checkpoint=cfg.text_ckpt).encode, cfg.prompts,
+                      cfg.generic_share)
+    embeddings = bank.ensemble()  # validation and the package use the ensemble
+    text = torch.from_numpy(embeddings).to(device)
 
     torch.manual_seed(cfg.seed)
     model = build(cfg, text.shape[1]).to(device)
@@ -268,7 +275,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
                  "config": json.loads(json.dumps(asdict(cfg), default=str))}
         if amp:
             state["rng_cuda"] = torch.cuda.get_rng_state()
-        _atomic_save(state, ckpt_path)
+        with atomic_write(ckpt_path, "wb", fsync=False) as fh:
+            torch.save(state, fh)
 
     net = model
     if world > 1:
@@ -277,8 +285,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
     loader_rng = torch.Generator()  # so that building a loader does not draw from the global RNG
 
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=rank != 0 or not cfg.progress)
-    epoch = step // steps_per_epoch
-    while step < total:
+    clock = Budget(cfg.max_minutes, step, total)
+    epoch, stopped = step // steps_per_epoch, False
+    while step < total and not stopped:
         dataset.epoch = epoch
         batches = epoch_batches(len(dataset), epoch, cfg.seed, cfg.batch, rank, world)[step - epoch * steps_per_epoch:]
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
@@ -288,8 +297,14 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
         for images, targets in loader:
             images = images.to(device, non_blocking=True)
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            prompts = text
+            if bank.varies:
+                rows, generic = bank.sample(cfg.seed, step)
+                prompts = torch.from_numpy(rows).to(device)
+                if generic:  # one class: "defect"
+                    targets = [{**t, "labels": torch.zeros_like(t["labels"])} for t in targets]
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                out = net(images, text)
+                out = net(images, prompts)
             loss, terms = model.loss(out, targets)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -306,15 +321,24 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
             t0 = time.perf_counter()
             history.append({"step": step, "epoch": epoch + 1, "loss": round(loss.item(), 6),
                             "lr": optimizer.param_groups[0]["lr"], **{k: round(float(v), 6) for k, v in terms.items()}})
+            eta = clock.eta(step)
             bar.update(1)
             bar.set_postfix({"ep": epoch + 1, "loss": f"{loss.item():.3f}",
-                             **{k: f"{float(v):.3f}" for k, v in terms.items()}, "img/s": f"{rate:.1f}"})
+                             **{k: f"{float(v):.3f}" for k, v in terms.items()}, "img/s": f"{rate:.1f}",
+                             "ETA": tqdm.format_interval(eta)})
+            if progress_file:
+                progress_file.update("train", step, total, eta)
             if cfg.save_every and step % cfg.save_every == 0 and step % steps_per_epoch:
                 checkpoint()
-            if step >= total:
+            stopped = clock.spent() and step < total
+            if step >= total or stopped:
                 break
         epoch += 1
-        if rank == 0 and (epoch % cfg.val_every == 0 or step >= total):
+        if stopped:
+            log.warning("time budget of %g minutes spent: stopped at step %d of %d", cfg.max_minutes, step, total)
+        if rank == 0 and (epoch % cfg.val_every == 0 or step >= total or stopped):
+            if progress_file:
+                progress_file.update("evaluate", step, total, force=True, message="validating")
             metrics = finish_epoch(ema.module, dataset, text, vocabulary, val, cfg, epoch, step, history)
         checkpoint()
         if world > 1:
@@ -327,8 +351,28 @@ def _train(cfg: TrainConfig, rank: int, world: int, data) -> TrainResult:
         metrics = finish_epoch(ema.module, dataset, text, vocabulary, val, cfg, epoch, step, history)
     if rank == 0:
         (cfg.out / "history.json").write_text(json.dumps(history, indent=1))
-        package = write_package(cfg, ema.module, vocabulary, embeddings, metrics, labels)
-    return TrainResult(ema.module, package, history)
+        package = write_package(cfg, ema.module, vocabulary, embeddings, metrics, labels,
+                                stopped_at=step if stopped else None)
+    return TrainResult(ema.module, package, history, stopped)
+
+
+class Budget:
+    """Time left: the ETA from this session's step rate, capped by `max_minutes`."""
+
+    def __init__(self, max_minutes: float | None, step: int, total: int) -> None:
+        self.limit = max_minutes * 60 if max_minutes else None
+        self.start, self.first, self.total = time.monotonic(), step, total
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def spent(self) -> bool:
+        return self.limit is not None and self.elapsed() >= self.limit
+
+    def eta(self, step: int) -> float:
+        done = max(step - self.first, 1)
+        left = self.elapsed() / done * (self.total - step)
+        return max(0.0, min(left, self.limit - self.elapsed())) if self.limit is not None else left
 
 
 @torch.no_grad()
@@ -383,21 +427,30 @@ def validate(model: torch.nn.Module, text: torch.Tensor, vocabulary, val, cfg: T
 
 
 def write_package(cfg: TrainConfig, model: torch.nn.Module, vocabulary, embeddings, metrics: dict,
-                  labels) -> ModelPackage:
+                  labels, stopped_at: int | None = None) -> ModelPackage:
+    """The EMA weights and everything needed to trust, reuse and retrain them.
+
+    `data.recipe` (and `data.recipes` for replayed sources) records how synthetic
+    training data was rendered, so a retrain can render it again where it is gone.
+    """
+    from camera.synth_dataset import read_recipe
     from engines.registry import new_version
 
     version = cfg.version or new_version(cfg.model)
     state = {k: (v.half() if cfg.half_weights and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     sam = f"tinyvit5m, frozen ({Path(cfg.sam_ckpt).name})" if cfg.sam_ckpt else "reduced TinyViT, trained with the model"
+    recipe = read_recipe(cfg.data) if Path(cfg.data).is_dir() else None
     package = ModelPackage.create(
         cfg.out / version, version=version, state_dict=state, arch=model.config.to_dict(),
         vocabulary=list(vocabulary), embeddings=embeddings, parent=cfg.parent,
         data={"train": str(cfg.data), "images": len(labels.images),
               "val": str(cfg.val) if cfg.val else f"{cfg.val_share:.0%} of the training containers",
-              "split": str(cfg.split) if cfg.split else None, "replay": list(cfg.replay)},
+              "split": str(cfg.split) if cfg.split else None, "replay": list(cfg.replay),
+              "recipe": recipe.to_dict() if recipe else None, "recipes": cfg.recipes or {}},
         text_encoder={"kind": cfg.text_encoder, "checkpoint": str(cfg.text_ckpt) if cfg.text_ckpt else None},
         sam=sam, metrics={"val": metrics},
-        training={k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items()
-                  if k not in ("progress", "resume", "replay", "threads", "workers")})
+        training={**{k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items()
+                     if k not in ("progress", "resume", "replay", "recipes", "threads", "workers")},
+                  "stopped_at_step": stopped_at})
     log.info("model package written: %s", package.path)
     return package

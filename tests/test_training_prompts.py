@@ -1,0 +1,58 @@
+"""Language training: prompts sampled from the catalogue per step, the ensemble shipped, "defect" learnt."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from camera.defect_catalogue import family
+from engines.rtvp.text import TextEncoder
+from engines.training.prompts import PromptBank
+from engines.training.train import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_training import config, easy_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def encode():
+    return TextEncoder().encode
+
+
+def test_catalogue_prompts_are_sampled_per_step_and_shipped_as_their_average(encode) -> None:
+    bank = PromptBank(["oil", "stone", "dark square"], encode, mode="catalogue")
+    assert [len(r) for r in bank.rows] == [len(family("oil").prompts), len(family("stone").prompts), 1]
+    names = encode(["oil", "stone", "dark square"])
+    ensemble = bank.ensemble()
+    np.testing.assert_allclose(np.linalg.norm(ensemble, axis=1), 1, atol=1e-5)
+    assert np.allclose(ensemble[2], names[2], atol=1e-5)  # outside the catalogue: its name only
+    assert not np.allclose(ensemble[0], names[0], atol=1e-2)  # oil: name, synonyms, description
+    first, generic = bank.sample(3, 17)
+    again, _ = bank.sample(3, 17)
+    assert not generic and np.array_equal(first, again)  # a resumed run sees the same prompts
+    seen = {tuple(np.round(bank.sample(3, step)[0][0], 4)) for step in range(40)}
+    assert len(seen) > 3  # oil is prompted by several of its texts
+    assert bank.varies and not PromptBank(["dark square"], encode).varies  # names only: one fixed text
+
+
+def test_generic_share_prompts_only_defect(encode) -> None:
+    bank = PromptBank(["oil", "stone"], encode, mode="names", generic_share=0.3)
+    draws = [bank.sample(0, step) for step in range(200)]
+    generic = [rows for rows, is_generic in draws if is_generic]
+    assert 35 <= len(generic) <= 85
+    assert all(rows.shape == (1, 384) for rows in generic)
+    np.testing.assert_allclose(generic[0][0], encode(["defect"])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="generic_share"):
+        PromptBank(["oil"], encode, generic_share=1.0)
+
+
+def test_training_with_catalogue_prompts_ships_the_ensemble(tmp_path, encode) -> None:
+    data = easy_dataset(tmp_path / "easy", containers=4)
+    result = train(config(data, tmp_path / "run", max_steps=3, prompts="catalogue", generic_share=0.5))
+    expected = PromptBank(["dark square", "bright ring"], encode, mode="catalogue").ensemble()
+    np.testing.assert_allclose(result.package.embeddings(), expected, atol=1e-3)  # fp16 rounding at most
+    assert result.package.manifest["training"]["prompts"] == "catalogue"
+    assert all(np.isfinite(h["loss"]) for h in result.history if "loss" in h)
