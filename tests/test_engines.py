@@ -157,6 +157,30 @@ def test_damaged_onnx_is_a_clear_error(tmp_path, damage) -> None:
                           thresholds=np.full(len(VOCABULARY), 0.5, np.float32), cache_dir=tmp_path)
 
 
+def test_optimized_graph_is_saved_once_reused_and_remade_when_damaged(tmp_path) -> None:
+    path = exported(make_package(tmp_path / "data" / "models" / "v1"))
+    cache = tmp_path / "engines"
+    thresholds = np.full(len(VOCABULARY), 0.3, np.float32)
+    image = views([(300, 200)])
+
+    def detections():
+        with OnnxRuntimeEngine(path, vocabulary=VOCABULARY, config=CONFIG, thresholds=thresholds,
+                               cache_dir=cache) as engine:
+            assert engine.version == "v1"  # metadata survives the saved graph
+            return engine.infer(image)[0]
+
+    first = detections()
+    (saved,) = cache.glob("*.opt.onnx")
+    made = saved.stat().st_mtime_ns
+    second = detections()  # loaded from the saved graph, not optimized again
+    assert saved.stat().st_mtime_ns == made and not list(cache.glob(".*.tmp"))
+    assert len(first) and first.names() == second.names()
+    np.testing.assert_allclose(first.scores, second.scores, rtol=1e-5)
+    saved.write_bytes(saved.read_bytes()[:1000])  # damaged: its digest differs, so made again
+    third = detections()
+    assert saved.stat().st_size > 1000 and third.names() == first.names()
+
+
 def test_damaged_cached_export_is_exported_again(tmp_path, caplog) -> None:
     package = make_package(tmp_path / "data" / "models" / "v1")
     cache = tmp_path / "data" / "cache"

@@ -1,0 +1,147 @@
+"""RTVP-n fp32, RTVP-n INT8 and a YOLOv8n reference side by side on this CPU, in one process.
+
+    python -m bench.cpu_speed [--model models/rtvp-n-synth] [--int8 PACKAGE|FILE.onnx]
+                              [--reference yolov8n.onnx] [--threads N] [--runs 20]
+
+Every graph runs in the same ONNX Runtime, with the same threads, on the same 640 x 640
+letterboxed synthetic views, at batch 1 and 6; calls are interleaved round-robin (one
+call of each graph per round), so that a shared machine's load falls on every row alike.
+It prints ms/view p50 and p99 of the graph alone (letterbox and NMS are extra for both
+detectors) in sessions made as the engine makes them (ORT_ENABLE_ALL at load), and each
+graph's session start, also when loaded from the optimized graph saved to disk
+(optimized_model_filepath, then loaded with optimizations disabled).
+
+--int8: an INT8 package made by `edge quantize` (its model.onnx) or an INT8 ONNX file;
+without it the fp32 graph is quantized here on rendered views (speed does not depend on
+the calibration). --reference: a YOLOv8n ONNX file; without it one is exported from
+Ultralytics' yolov8n.yaml (random weights: latency does not depend on them) when the
+ultralytics package is installed, else that row is skipped and said so. Ultralytics is
+a benchmark-only tool, never a runtime dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.engines import hardware, percentile, synthetic_views
+from engines.config import EngineConfig
+from engines.package import ONNX, ModelPackage
+from engines.preprocess import letterbox_into
+from engines.registry import SHIPPED, DEFAULT_MODEL
+
+BATCHES = (1, 6)
+
+
+def session(path: Path, threads: int, optimized: Path | None = None, saved: bool = False):
+    """A CPU session as the engine makes one; `optimized`: write the optimized graph there;
+    `saved`: `path` is such a graph, loaded with optimizations disabled."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if saved
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    options.log_severity_level = 3
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def int8_graph(arg: Path | None, fp32: Path, work: Path, imgsz: int) -> Path:
+    """--int8 as a graph file: a package's model.onnx, a file, or quantized here."""
+    if arg is not None:
+        return arg / ONNX if arg.is_dir() else arg
+    import cv2
+
+    from engines.quantize import calibration_files, quantize_graph
+
+    views = work / "calibration"
+    views.mkdir()
+    for i, image in enumerate(synthetic_views(24)):
+        cv2.imwrite(str(views / f"{i:03d}.png"), image)
+    print("no --int8: quantizing the fp32 graph here on 24 rendered views ...", flush=True)
+    return quantize_graph(fp32, work / "int8.onnx", calibration_files(views, 24), imgsz, "bench-int8")
+
+
+def reference_graph(arg: Path | None, work: Path, imgsz: int) -> Path | None:
+    """--reference, else YOLOv8n exported from its yaml when ultralytics is installed, else None."""
+    if arg is not None:
+        return arg
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        print("yolov8n skipped: no --reference file and ultralytics is not installed "
+              "(pip install ultralytics in a separate venv, or export yolov8n.onnx elsewhere)")
+        return None
+    cwd = os.getcwd()
+    os.chdir(work)  # Ultralytics writes beside its model file
+    try:
+        return Path(YOLO("yolov8n.yaml").export(format="onnx", imgsz=imgsz, dynamic=True, opset=17,
+                                                simplify=False)).resolve()
+    finally:
+        os.chdir(cwd)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=SHIPPED / DEFAULT_MODEL, help="the fp32 RTVP package")
+    parser.add_argument("--int8", type=Path, default=None, help="INT8 package (edge quantize) or ONNX file")
+    parser.add_argument("--reference", type=Path, default=None, help="a YOLOv8n ONNX file")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from engines.runtimes import ensure_onnx
+
+    with tempfile.TemporaryDirectory(prefix="bench-cpu-speed-") as tmp:
+        work = Path(tmp)
+        package = ModelPackage.load(args.model)
+        fp32 = ensure_onnx(package, EngineConfig(imgsz=args.imgsz), work / "cache", data_dir=work)
+        graphs = {f"{package.version} fp32": fp32,
+                  f"{package.version} int8": int8_graph(args.int8, fp32, work, args.imgsz)}
+        reference = reference_graph(args.reference, work, args.imgsz)
+        if reference is not None:
+            graphs["yolov8n fp32 (reference)"] = reference
+        import onnxruntime as ort
+
+        print(f"machine: {hardware()}; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(f"onnxruntime {ort.__version__} CPU, {args.threads} intra-op threads, {args.imgsz}x{args.imgsz}, "
+              f"{args.runs} interleaved runs after 2 warm-up calls, graph only")
+        sessions, starts = {}, {}
+        for i, (name, path) in enumerate(graphs.items()):
+            began = time.monotonic()
+            sessions[name] = session(path, args.threads, optimized=work / f"{i}.opt.onnx")
+            middle = time.monotonic()
+            session(work / f"{i}.opt.onnx", args.threads, saved=True)
+            starts[name] = (middle - began, time.monotonic() - middle)
+        views = synthetic_views(max(BATCHES))
+        print(f"{'graph':<28} {'batch':>5} {'p50 ms/view':>12} {'p99 ms/view':>12}   "
+              f"{'start s':>8} {'start, saved optimized s':>25}")
+        for batch in BATCHES:
+            prepared = np.empty((batch, 3, args.imgsz, args.imgsz), np.float32)
+            letterbox_into(views[:batch], prepared)
+            feeds = {name: {s.get_inputs()[0].name: prepared} for name, s in sessions.items()}
+            times: dict[str, list[float]] = {name: [] for name in sessions}
+            for round_ in range(args.runs + 2):
+                for name, s in sessions.items():
+                    began = time.perf_counter()
+                    s.run(None, feeds[name])
+                    if round_ >= 2:
+                        times[name].append((time.perf_counter() - began) * 1000 / batch)
+            for name, values in times.items():
+                print(f"{name:<28} {batch:>5} {percentile(values, 50):>12.1f} {percentile(values, 99):>12.1f}   "
+                      f"{starts[name][0]:>8.2f} {starts[name][1]:>25.2f}")
+        print(f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
