@@ -33,7 +33,7 @@ from pipeline.journal import GateLog
 from pipeline.outbox import Outbox
 from pipeline.sockets import run_dir
 from storage.bounded import BoundedSet
-from storage.files import atomic_write
+from storage.files import atomic_write, sweep_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class SeqMap:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.last = read_last_seq(path)
+        sweep_temporaries(path)  # a write that a kill -9 interrupted
         self.base: int | None = None
         self._failed = False
 

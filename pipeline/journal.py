@@ -27,7 +27,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
-from storage.files import atomic_write
+from storage.files import atomic_write, sweep_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class LineJournal:
         self._lines = 0
         self.boot = boot_id()
         self.old_lines, self.same_boot = self.peek(self.path)
+        sweep_temporaries(self.path)  # a rewrite that a kill -9 interrupted
 
     @staticmethod
     def peek(path: Path) -> tuple[list[str], bool]:

@@ -9,6 +9,7 @@ huge image into None like any other undecodable file, never an exception.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
@@ -84,3 +85,17 @@ def atomic_write(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator
 def is_temporary(name: str) -> bool:
     """Whether a file name is one of atomic_write's temporary files (a crash leaves them)."""
     return name.startswith(".") and name.endswith(TMP_SUFFIX)
+
+
+def sweep_temporaries(path: Path) -> int:
+    """Remove the temporary files a kill -9 left beside `path`; how many there were.
+
+    Only for a file one process owns (a journal, at that process's start): another
+    writer's temporary file in flight would be removed too.
+    """
+    path = Path(path)
+    removed = 0
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*{TMP_SUFFIX}"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -141,3 +141,32 @@ def test_gate_log_keeps_the_recent_gates_for_a_restarted_decision_stage(tmp_path
     assert gates[-1] == (3 * GateLog.KEEP - 1, GATE + 3 * GateLog.KEEP - 1)
     assert GateLog.KEEP <= len(gates) < 2 * GateLog.KEEP
     assert gates == sorted(gates) and gates[0][1] - gates[0][0] == GATE  # the newest, in order, whole
+
+
+def test_a_rewrite_killed_midway_leaves_the_old_journal_and_its_successor_sweeps_the_debris(tmp_path):
+    """kill -9 inside atomic_write: the journal on disk is the old one, and the temporary
+    file it left is removed when the next process opens the journal (nothing piles up)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "relay.journal"
+    journal = LineJournal(path)
+    journal.rewrite(["fired 1"])
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys\n"
+        "from storage.files import atomic_write\n"
+        f"with atomic_write({str(path)!r}, fsync=False) as fh:\n"
+        "    fh.write('boot x\\nhalf')\n"
+        "    fh.flush()\n"
+        "    print('inside', flush=True)\n"
+        "    sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "inside"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    leftovers = [p for p in tmp_path.iterdir() if p.name != path.name]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(f".{path.name}.")
+    successor = LineJournal(path)
+    assert successor.old_lines == ["fired 1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
