@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 INPUT, OUTPUTS = "images", ("boxes", "scores")
-# Ops TensorRT cannot run, or runs only with data-dependent output shapes (RTVP.md section 4).
+# Ops TensorRT cannot run, or runs only with data-dependent output shapes (docs/rtvp-spec.md section 4).
 FORBIDDEN_OPS = {"NonZero", "ScatterND", "ScatterElements", "Scatter", "Einsum", "Unique",
                  "NonMaxSuppression", "Compress", "Loop", "If", "Scan", "GridSample"}
 # Inputs that set an output's shape: they must not depend on the pixel values.
@@ -164,7 +164,7 @@ def _declare_output_shapes(proto, probe: list[tuple[int, ...]]) -> None:
 
 
 def check_deployable(proto, num_classes: int, imgsz: int) -> None:
-    """Refuse a graph TensorRT 10 could not build with static shapes (RTVP.md section 4)."""
+    """Refuse a graph TensorRT 10 could not build with static shapes (docs/rtvp-spec.md section 4)."""
     graph = proto.graph
     ops = {node.op_type for node in graph.node}
     if ops & FORBIDDEN_OPS:

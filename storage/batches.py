@@ -1,4 +1,4 @@
-"""Captured batches: a folder of views + manifest.json (+ labels.json), the layout in SEAMS.md.
+"""Captured batches: a folder of views + manifest.json (+ labels.json), the layout in docs/storage.md ("Captured batches").
 
 `export_batch` writes one from the database and the image store (`edge capture export`);
 `read_batch` is what replay, retraining and the camera batch driver read, so the report

@@ -1,7 +1,7 @@
 """Real learning, not a stub: a tiny RTVP overfits 8 synthetic views and finds their defects.
 
 Crops around the defects keep the step cheap on a shared 2-core CPU (the network is
-convolutional; real training uses native-resolution crops too, RTVP.md 3).
+convolutional; real training uses native-resolution crops too, docs/rtvp-spec.md 3).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_key_list_matches_known_facts():
     assert keys["layers.2.downsample.conv2.c.weight"] == (320, 1, 3, 3)
     params = sum(torch.Size(s).numel() for k, s in keys.items()
                  if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-    assert abs(params - 6.07e6) < 0.01e6  # RTVP.md: 6.07 M with the stored classifier
+    assert abs(params - 6.07e6) < 0.01e6  # docs/rtvp-spec.md: 6.07 M with the stored classifier
 
 
 def synthetic_mobile_sam(path, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Expert-assisted domain adaptation (paper Eq. 1-3, RTVP.md 1.3-1.4).
+"""Expert-assisted domain adaptation (paper Eq. 1-3, docs/rtvp-spec.md 1.3-1.4).
 
 Mobile-SAM's single stride-16 map is sampled to the expert's three levels, randomly
 masked in training, and a small conv/deconv decoder reconstructs the expert's own

@@ -1,4 +1,4 @@
-"""The expert CNN: the detector's own YOLOv8 CSP backbone (RTVP.md 1.1).
+"""The expert CNN: the detector's own YOLOv8 CSP backbone (docs/rtvp-spec.md 1.1).
 
 It gives the P3/P4/P5 features the neck reads and the targets of the domain-adaptation
 reconstruction loss. Scales follow yolov8.yaml; `tiny` is ours, for tests and quick

@@ -1,4 +1,4 @@
-"""Contrastive detection head with DFL box regression (RTVP.md 1.9, YOLO-World v2).
+"""Contrastive detection head with DFL box regression (docs/rtvp-spec.md 1.9, YOLO-World v2).
 
 Class scores are dot products between BN-normalised region embeddings and the
 L2-normalised text embeddings, so any vocabulary works with the same weights. The

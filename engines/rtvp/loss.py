@@ -1,4 +1,4 @@
-"""Training losses (RTVP.md 2): task-aligned assignment, BCE, CIoU + DFL, reconstruction
+"""Training losses (docs/rtvp-spec.md 2): task-aligned assignment, BCE, CIoU + DFL, reconstruction
 and the auxiliary prompt loss, each weighted by the config and reported separately.
 
 total = B * (box*L_ciou + cls*L_bce + dfl*L_dfl + rec*L_rec + aux*L_aux)  (ultralytics scaling)
@@ -165,7 +165,7 @@ class RTVPLoss:
 
 
 def aux_loss(out: dict, targets: list[dict], reg_max: int) -> torch.Tensor:
-    """Score-weighted 1 - CIoU of the aux head's boxes at the selected points (RTVP.md 1.10).
+    """Score-weighted 1 - CIoU of the aux head's boxes at the selected points (docs/rtvp-spec.md 1.10).
 
     Each selected point takes the smallest GT containing its centre, else the GT with the
     nearest centre; images without GT are skipped. Gradient reaches the aux head through

@@ -1,4 +1,4 @@
-"""Text-guided PAN (paper Eq. 7, RTVP.md 1.8): YOLO-World's max-sigmoid attention.
+"""Text-guided PAN (paper Eq. 7, docs/rtvp-spec.md 1.8): YOLO-World's max-sigmoid attention.
 
 Each fusion block scales its image features by sigmoid(max over the vocabulary of
 <feature, projected text>), so the neck highlights what any prompt describes. The text

@@ -1,4 +1,4 @@
-"""Mobile-SAM image encoder (TinyViT-5M) at any input size (RTVP.md 1.2).
+"""Mobile-SAM image encoder (TinyViT-5M) at any input size (docs/rtvp-spec.md 1.2).
 
 Module and parameter names are MobileSAM's (`mobile_sam/modeling/tiny_vit_sam.py`) so
 that the `image_encoder.*` part of a user's `mobile_sam.pt` loads strictly. Two changes
@@ -7,7 +7,7 @@ from upstream, both shape-only:
   and windows are padded, so any input that is a multiple of 32 works;
 - the attention bias table is gathered in every forward instead of being cached as
   `ab` by `train(False)`: the cache goes stale when weights are loaded after eval()
-  (the pitfall RTVP.md warns of), and the gather of a constant folds away on export.
+  (the pitfall docs/rtvp-spec.md warns of), and the gather of a constant folds away on export.
 The ImageNet classifier (`norm_head`, `head`) is never used, so it is not built; the
 loader drops those keys.
 """

