@@ -46,6 +46,17 @@ def line(tmp_path, shipped_config_path) -> Path:
 
 
 @pytest.fixture
+def decided_line(tmp_path, shipped_config_path) -> Path:
+    """A config whose data folder holds 3 containers decided by the line at calibrated thresholds,
+    every view kept: what the labelling tests export and import."""
+    from labels_support import line_config, record
+
+    path = line_config(tmp_path, shipped_config_path)
+    record(path, [0.82, 0.07, 0.3])
+    return path
+
+
+@pytest.fixture
 def one_thread():
     """One intra-op torch thread (the RTVP tests use it: `pytestmark`). On this shared 2-core
     machine two OpenMP threads wait for each other at every op while other processes hold the

@@ -1,6 +1,6 @@
 """Engine plumbing: letterbox, decode/NMS, export checks, runtimes' refusals, artifact places.
 
-The model is a tiny RTVP package (test_engines_model.py); parity between the runtimes
+The model is a tiny RTVP package (engines_support.py); parity between the runtimes
 is in test_engines_parity.py.
 """
 
@@ -25,7 +25,7 @@ from engines.postprocess import decode
 from engines.preprocess import PAD_VALUE, Letterbox, letterbox_into
 from engines.runtimes import artifact_dir, ensure_onnx, load_engine
 from engines.runtimes.onnxruntime import OnnxRuntimeEngine
-from test_engines_model import IMGSZ, SUBSET, VOCABULARY, exported, make_package, views
+from engines_support import IMGSZ, SUBSET, VOCABULARY, exported, make_package, views
 
 CONFIG = EngineConfig(imgsz=IMGSZ, threads=1, default_threshold=0.3)
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from edge.cli import main
 from engines.export import read_metadata
-from test_engines_model import IMGSZ, make_package, views
+from engines_support import IMGSZ, make_package, views
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from engines.config import EngineConfig
 from engines.errors import EngineError
 from engines.runtimes import load_engine
 from engines.runtimes.onnxruntime import GPU_PROVIDERS, default_providers, require_gpu_build, require_gpu_session
-from test_engines_model import IMGSZ, make_package, views
+from engines_support import IMGSZ, make_package, views
 
 GPU_BUILD = any(name in ort.get_available_providers() for name in GPU_PROVIDERS)
 

@@ -13,7 +13,7 @@ from engines.config import EngineConfig
 from engines.detections import Detections
 from engines.preprocess import letterbox_into
 from engines.runtimes import load_engine
-from test_engines_model import IMGSZ, make_package, views
+from engines_support import IMGSZ, make_package, views
 
 SIZES = {
     "batch1-model-size": [(IMGSZ, IMGSZ)],

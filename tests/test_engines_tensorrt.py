@@ -21,7 +21,7 @@ from engines.config import EngineConfig
 from engines.errors import EngineError
 from engines.runtimes import load_engine
 from engines.runtimes.tensorrt import cached_engine, engine_key, engine_name, import_gpu_stack, why_rebuild
-from test_engines_model import IMGSZ, make_package, views
+from engines_support import IMGSZ, make_package, views
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from bench.gpu_check import parity, why_no_gpu
 from engines.config import EngineConfig
 from engines.runtimes import load_engine
-from test_engines_model import IMGSZ, make_package, views
+from engines_support import IMGSZ, make_package, views
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from test_labels_roundtrip import (LINE_THRESHOLD, edge, exported, line, line_config, record,  # noqa: F401
-                                   same, stored_labels)
+from labels_support import LINE_THRESHOLD, edge, exported, line_config, record, same, stored_labels
 
 from edge.config import load_config
 from engines.registry import Registry
@@ -38,11 +37,11 @@ def boxes(found: dict) -> dict:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_each_tools_file_imports_exactly_the_labelled_boxes(line, tmp_path, layout):  # noqa: F811
+def test_each_tools_file_imports_exactly_the_labelled_boxes(decided_line, tmp_path, layout):
     folder = shutil.copytree(FIXTURES / layout, tmp_path / layout)
-    output = edge("samples", "import", "--config", line, folder)
+    output = edge("samples", "import", "--config", decided_line, folder)
     assert "7 boxes on 5 views stored as labelled" in output, output
-    stored, labelled, before = stored_labels(line), boxes(EXPECTED["labelled"]), boxes(EXPECTED["exported"])
+    stored, labelled, before = stored_labels(decided_line), boxes(EXPECTED["labelled"]), boxes(EXPECTED["exported"])
     assert same(stored, labelled), (stored, labelled)
     # The edits arrived: a box added, one deleted, one reclassified; the untouched views unchanged.
     for stem, edit in (("c1_v1", "a box added"), ("c2_v0", "one deleted"), ("c3_v2", "one reclassified")):
@@ -52,13 +51,13 @@ def test_each_tools_file_imports_exactly_the_labelled_boxes(line, tmp_path, layo
     assert same({"c1_v0": stored["c1_v0"]}, {"c1_v0": before["c1_v0"]})  # untouched
 
 
-def test_a_tools_set_that_matches_nothing_exits_non_zero(line, tmp_path):  # noqa: F811
+def test_a_tools_set_that_matches_nothing_exits_non_zero(decided_line, tmp_path):
     folder = shutil.copytree(FIXTURES / "cvat_xml", tmp_path / "cvat_xml")
     for file in folder.glob("*.xml"):
         file.write_text(file.read_text().replace('name="c', 'name="photo-c9'))
-    output = edge("samples", "import", "--config", line, folder, code=2)
+    output = edge("samples", "import", "--config", decided_line, folder, code=2)
     assert "nothing imported (CVAT for images 1.1): none of its 5 images matches a stored view" in output
-    assert not stored_labels(line)
+    assert not stored_labels(decided_line)
 
 
 def test_label_studio_json_reads_the_last_annotation_that_counts(tmp_path):
@@ -131,14 +130,14 @@ print(json.dumps({item.id: [[labels[a.label].name, *a.points] for a in item.anno
 
 
 @pytest.mark.parametrize("fmt, importer", [("coco", "coco_instances"), ("yolo", "yolo"), ("cvat", "cvat")])
-def test_our_exports_load_in_datumaro_as_written(line, tmp_path, fmt, importer):  # noqa: F811
+def test_our_exports_load_in_datumaro_as_written(decided_line, tmp_path, fmt, importer):
     python = os.environ.get("EDGE_TEST_LABELTOOLS_PYTHON")
     if not python:
         pytest.skip("EDGE_TEST_LABELTOOLS_PYTHON names no interpreter with datumaro (.ci/run makes one)")
     if subprocess.run([python, "-c", "import datumaro"], capture_output=True).returncode:
         pytest.skip(f"EDGE_TEST_LABELTOOLS_PYTHON={python} cannot import datumaro")
-    truth = exported(line, tmp_path / "truth")
-    edge("samples", "export", "--config", line, "--format", fmt, "--out", tmp_path / fmt)
+    truth = exported(decided_line, tmp_path / "truth")
+    edge("samples", "export", "--config", decided_line, "--format", fmt, "--out", tmp_path / fmt)
     result = subprocess.run([python, "-c", DATUMARO_READ, str(tmp_path / fmt), importer], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

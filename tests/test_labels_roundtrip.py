@@ -18,107 +18,13 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from edge.cli import main
 from edge.config import load_config
-from pipeline.decision import DecisionBook
-from pipeline.writer import to_record
-from storage import synthetic
 from storage.db import Detection, Label, View, open_database
-from storage.writer import Recorder
-
-CLASSES = list(synthetic.CLASSES)
-W, H = synthetic.WIDTH, synthetic.HEIGHT
-LINE_THRESHOLD = 0.06  # calibrated, as the line's engine applied it (the config's default is 0.5)
-
-
-def decided(seq: int, scores: list[float], version: str = "v1") -> dict:
-    """A decision as the decision stage makes it: the engine's detections carry its threshold."""
-    book = DecisionBook(line_id="line-1", travel_time_ms=8000, relay_lead_ms=30, late_result="reject",
-                        thresholds={}, default_threshold=0.0)
-    t_gate = seq * 1_000_000_000
-    decision = None
-    for view in range(6):
-        dets = [{"class": CLASSES[(view + i) % len(CLASSES)], "score": s, "threshold": LINE_THRESHOLD,
-                 "box": [40.0 + 90 * i, 60.0 + 30 * view, 100.0 + 90 * i, 110.0 + 30 * view]}
-                for i, s in enumerate(scores) if view % 2 == 0]
-        decision = book.view({"seq": seq, "t_gate_ns": t_gate, "view": view, "camera_id": f"cam-{view}",
-                              "outcome": "inferred", "detections": dets, "model_version": version,
-                              "t_capture_ns": t_gate + 5_000_000}, t_gate + 10_000_000) or decision
-    return decision
-
-
-def line_config(tmp_path: Path, shipped_config_path: Path) -> Path:
-    """The shipped config, every view kept, config.yaml's thresholds the default 0.5."""
-    raw = yaml.safe_load(shipped_config_path.read_text())
-    raw["storage"].update({"data_dir": str(tmp_path / "data"), "keep_images": "all"})
-    raw["engine"].update({"thresholds": {}, "default_threshold": 0.5})
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def record(path: Path, scores: list[float], versions: tuple[str, ...] = ("v1", "v1", "v1")) -> None:
-    """Containers 1, 2, ... decided by the line at calibrated thresholds, each by its model version."""
-    config = load_config(path)
-    with Recorder(config.database_url, config.data_dir, config.storage) as rec:
-        for seq, version in enumerate(versions, start=1):
-            rec.record(to_record(decided(seq, scores, version)), synthetic.images(seq))
-
-
-@pytest.fixture
-def line(tmp_path, shipped_config_path) -> Path:
-    """Three containers decided by the line at calibrated thresholds; every view kept."""
-    path = line_config(tmp_path, shipped_config_path)
-    record(path, [0.82, 0.07, 0.3])
-    return path
-
-
-def edge(*args, code: int = 0) -> str:
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
-
-
-def exported(line: Path, out: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
-    """`edge samples export` as COCO; its boxes per image stem (c<id>_v<view>)."""
-    edge("samples", "export", "--config", line, "--format", "coco", "--out", out)
-    document = json.loads((out / "annotations" / "instances_default.json").read_text())
-    names = {c["id"]: c["name"] for c in document["categories"]}
-    truth = {Path(i["file_name"]).stem: [] for i in document["images"]}
-    stems = {i["id"]: Path(i["file_name"]).stem for i in document["images"]}
-    for a in document["annotations"]:
-        x, y, w, h = a["bbox"]
-        truth[stems[a["image_id"]]].append((names[a["category_id"]], (x, y, x + w, y + h)))
-    return truth
-
-
-def stored_labels(line: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
-    db = open_database(load_config(line).database_url)
-    with db.session() as s:
-        views = s.scalars(select(View).where(View.labelled)).all()
-        out = {f"c{v.container_id}_v{v.view}": [(lb.class_name, tuple(lb.box)) for lb in v.labels] for v in views}
-    db.close()
-    return out
-
-
-def same(a: dict, b: dict) -> bool:
-    """The same boxes per view, to 0.05 px (COCO keeps 2 decimals, YOLO 6 of the image size)."""
-    def norm(boxes):  # in order of class and whole pixels; compared unrounded (300.25 is not 300.2503)
-        return sorted(((name, tuple(box)) for name, box in boxes), key=lambda b: (b[0], [round(v) for v in b[1]]))
-    if a.keys() != b.keys():
-        return False
-    for key in a:
-        x, y = norm(a[key]), norm(b[key])
-        if len(x) != len(y) or any(n1 != n2 or np.abs(np.subtract(b1, b2)).max() > 0.05
-                                   for (n1, b1), (n2, b2) in zip(x, y)):
-            return False
-    return True
+from labels_support import CLASSES, H, LINE_THRESHOLD, W, edge, exported, same, stored_labels
 
 
 # -- the layouts, as each tool writes them ------------------------------------------------
@@ -245,19 +151,19 @@ LAYOUTS = {
 
 # -- tests ----------------------------------------------------------------------------------
 
-def test_pre_annotations_use_the_thresholds_the_line_decided_at(line, tmp_path):
-    db = open_database(load_config(line).database_url)
+def test_pre_annotations_use_the_thresholds_the_line_decided_at(decided_line, tmp_path):
+    db = open_database(load_config(decided_line).database_url)
     with db.session() as s:
         assert {d.threshold for d in s.scalars(select(Detection))} == {LINE_THRESHOLD}
     db.close()
-    truth = exported(line, tmp_path / "coco")
+    truth = exported(decided_line, tmp_path / "coco")
     # 0.07 is below the config's 0.5 but above the 0.06 the line rejected at: it is there.
     assert sum(len(b) for b in truth.values()) == 3 * 3 * 3
     document = json.loads((tmp_path / "coco" / "annotations" / "instances_default.json").read_text())
     assert sorted({a["attributes"]["score"] for a in document["annotations"]}) == [0.07, 0.3, 0.82]
     assert all(a["score"] == a["attributes"]["score"] for a in document["annotations"])
     assert {i["container_id"] for i in document["images"]} == {1, 2, 3}
-    edge("samples", "export", "--config", line, "--format", "cvat", "--out", tmp_path / "cvat")
+    edge("samples", "export", "--config", decided_line, "--format", "cvat", "--out", tmp_path / "cvat")
     boxes = ET.parse(tmp_path / "cvat" / "annotations.xml").getroot().findall("image/box")
     assert len(boxes) == 27 and {b.find("attribute[@name='score']").text for b in boxes} == {
         "0.8200", "0.0700", "0.3000"}
@@ -265,16 +171,16 @@ def test_pre_annotations_use_the_thresholds_the_line_decided_at(line, tmp_path):
 
 @pytest.mark.parametrize("with_images", [True, False], ids=["with images", "without images"])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_each_layout_imports_the_boxes_that_were_exported(line, tmp_path, layout, with_images):
-    truth = exported(line, tmp_path / "export")
+def test_each_layout_imports_the_boxes_that_were_exported(decided_line, tmp_path, layout, with_images):
+    truth = exported(decided_line, tmp_path / "export")
     labelled = LAYOUTS[layout](truth, tmp_path / "export" / "images", tmp_path / "tool", with_images)
-    output = edge("samples", "import", "--config", line, labelled)
+    output = edge("samples", "import", "--config", decided_line, labelled)
     assert f"on {len(truth)} views stored as labelled" in output, output
-    assert same(stored_labels(line), truth)
+    assert same(stored_labels(decided_line), truth)
 
 
-def test_edits_in_cvat_arrive_exactly(line, tmp_path):
-    truth = exported(line, tmp_path / "export")
+def test_edits_in_cvat_arrive_exactly(decided_line, tmp_path):
+    truth = exported(decided_line, tmp_path / "export")
     edited = {stem: list(boxes) for stem, boxes in truth.items()}
     added = ("oil", (5.0, 6.0, 25.0, 36.0))
     edited["c1_v1"].append(added)                       # a missed defect
@@ -282,36 +188,36 @@ def test_edits_in_cvat_arrive_exactly(line, tmp_path):
     name, box = edited["c3_v2"][1]
     edited["c3_v2"][1] = (CLASSES[(CLASSES.index(name) + 1) % len(CLASSES)], box)  # the wrong class
     folder = cvat_xml(edited, tmp_path / "export" / "images", tmp_path / "cvat", with_images=False)
-    edge("samples", "import", "--config", line, folder)
-    stored = stored_labels(line)
+    edge("samples", "import", "--config", decided_line, folder)
+    stored = stored_labels(decided_line)
     assert same(stored, edited) and not same(stored, truth)
     assert added in stored["c1_v1"]
 
 
-def test_a_set_that_matches_nothing_exits_non_zero_and_says_why(line, tmp_path):
-    truth = exported(line, tmp_path / "export")
+def test_a_set_that_matches_nothing_exits_non_zero_and_says_why(decided_line, tmp_path):
+    truth = exported(decided_line, tmp_path / "export")
     strangers = {f"photo_{i}": boxes for i, boxes in enumerate(truth.values())}
     images = tmp_path / "strangers"
     images.mkdir()
     for stem, old in zip(strangers, truth):
         shutil.copyfile(tmp_path / "export" / "images" / f"{old}.jpg", images / f"{stem}.jpg")
     folder = cvat_coco(strangers, images, tmp_path / "cvat", with_images=True)
-    output = edge("samples", "import", "--config", line, folder, code=2)
+    output = edge("samples", "import", "--config", decided_line, folder, code=2)
     assert "nothing imported (CVAT COCO 1.0)" in output and "c<container id>_v<view>" in output
-    assert not stored_labels(line)
+    assert not stored_labels(decided_line)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no labelling tool's layout found" in edge("samples", "import", "--config", line, empty, code=2)
+    assert "no labelling tool's layout found" in edge("samples", "import", "--config", decided_line, empty, code=2)
 
 
-def test_a_label_file_names_nothing_outside_its_folder(line, tmp_path):
-    truth = exported(line, tmp_path / "export")
+def test_a_label_file_names_nothing_outside_its_folder(decided_line, tmp_path):
+    truth = exported(decided_line, tmp_path / "export")
     folder = cvat_xml(truth, tmp_path / "export" / "images", tmp_path / "cvat", with_images=False)
     text = (folder / "annotations.xml").read_text().replace('name="c1_v0.jpg"', 'name="../../etc/c1_v0.jpg"')
     (folder / "annotations.xml").write_text(text)
-    output = edge("samples", "import", "--config", line, folder)
+    output = edge("samples", "import", "--config", decided_line, folder)
     assert "'..' in the path" in output and f"on {len(truth) - 1} views" in output
-    db = open_database(load_config(line).database_url)
+    db = open_database(load_config(decided_line).database_url)
     with db.session() as s:
         assert not s.scalars(select(Label).join(View).where(View.container_id == 1, View.view == 0)).all()
     db.close()

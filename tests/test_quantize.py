@@ -1,6 +1,6 @@
 """INT8 static quantization (engines/quantize.py, `edge quantize`) on a tiny RTVP package.
 
-Real parts: the tiny package of test_engines_model.py, a rendered labelled synth set,
+Real parts: the tiny package of engines_support.py, a rendered labelled synth set,
 ONNX Runtime's quantizer and sessions, the registry in a temporary data folder. The
 quantizer is slow-ish (seconds per run), so one INT8 graph serves the gate tests.
 """
@@ -24,7 +24,7 @@ from engines.quantize import QuantizationRefused, calibration_files, letterboxed
     quantize_package, register_int8
 from engines.registry import Registry
 from engines.runtimes import ensure_onnx, load_engine
-from test_engines_model import IMGSZ, VOCABULARY, exported, make_package
+from engines_support import IMGSZ, VOCABULARY, exported, make_package
 
 CONFIG = EngineConfig(imgsz=IMGSZ, threads=1, default_threshold=0.5)
 CALIBRATION = {"source": "synth", "views": 6}

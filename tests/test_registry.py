@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from engines.errors import EngineError
 from engines.package import ModelPackage
 from engines.registry import ACTIVE, Registry
-
-
-def make_package(folder: Path, version: str, parent: str | None = None) -> Path:
-    path = folder / version
-    ModelPackage.create(path, version=version, state_dict={"w": torch.ones(3)},
-                        arch={"scale": "tiny"}, vocabulary=["oil", "bubble"],
-                        embeddings=np.eye(2, 4, dtype=np.float32), parent=parent,
-                        data="synthetic", metrics={"ap": 0.1})
-    return path
+from engines_support import stub_package
 
 
 def test_register_activate_rollback(tmp_path):
@@ -28,8 +18,8 @@ def test_register_activate_rollback(tmp_path):
     assert registry.versions() == [] and registry.active_version() is None
     with pytest.raises(EngineError, match="no active model"):
         registry.active()
-    registry.register(make_package(tmp_path / "src", "v1"))
-    registry.register(make_package(tmp_path / "src", "v2", parent="v1"))
+    registry.register(stub_package(tmp_path / "src", "v1"))
+    registry.register(stub_package(tmp_path / "src", "v2", parent="v1"))
     assert registry.versions() == ["v1", "v2"]
     registry.activate("v1")
     registry.activate("v2")
@@ -45,7 +35,7 @@ def test_register_activate_rollback(tmp_path):
 
 def test_register_refuses_duplicates_and_unknown(tmp_path):
     registry = Registry(tmp_path / "data")
-    registry.register(make_package(tmp_path / "src", "v1"))
+    registry.register(stub_package(tmp_path / "src", "v1"))
     with pytest.raises(EngineError, match="already registered"):
         registry.register(tmp_path / "src" / "v1")
     with pytest.raises(EngineError, match="not in the registry"):
@@ -54,11 +44,11 @@ def test_register_refuses_duplicates_and_unknown(tmp_path):
 
 def test_tampered_package_is_refused(tmp_path):
     registry = Registry(tmp_path / "data")
-    source = make_package(tmp_path / "src", "v1")
+    source = stub_package(tmp_path / "src", "v1")
     np.save(source / "text.npy", np.zeros((2, 4), np.float32))  # tampered before registering
     with pytest.raises(EngineError, match="sha256"):
         registry.register(source)
-    registry.register(make_package(tmp_path / "src2", "v2"))
+    registry.register(stub_package(tmp_path / "src2", "v2"))
     registered = tmp_path / "data" / "models" / "v2"
     (registered / "weights.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(EngineError, match="corrupt or tampered"):
@@ -68,7 +58,7 @@ def test_tampered_package_is_refused(tmp_path):
 
 
 def test_ensure_default_copies_shipped_model_once(tmp_path):
-    shipped = make_package(tmp_path / "repo_models", "shipped-v1")
+    shipped = stub_package(tmp_path / "repo_models", "shipped-v1")
     registry = Registry(tmp_path / "data", shipped=shipped)
     assert registry.ensure_default().version == "shipped-v1"
     assert registry.active_version() == "shipped-v1"
@@ -103,7 +93,7 @@ def test_model_cli_list_activate_rollback(tmp_path, shipped_config_path):
     config.write_text(shipped_config_path.read_text().replace("data_dir: data", f"data_dir: {tmp_path / 'data'}"))
     runner = CliRunner()
     for version in ("v1", "v2"):
-        result = runner.invoke(main, ["model", "register", str(make_package(tmp_path / "src", version)),
+        result = runner.invoke(main, ["model", "register", str(stub_package(tmp_path / "src", version)),
                                       "--activate", "--config", str(config)])
         assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["model", "list", "--config", str(config)])

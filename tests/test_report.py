@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from decision_support import decide, decision_book, write_config
-from test_ui_support import CHROMEDRIVER, CHROMIUM, chromium
+from ui_support import CHROMEDRIVER, CHROMIUM, chromium
 
 from storage.moulds import delivered
 from edge.cli import main

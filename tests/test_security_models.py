@@ -22,8 +22,7 @@ from engines.package import MANIFEST, TEXT, ModelModified, ModelPackage, sha256
 from engines.runtimes import ensure_onnx, load_engine
 from engines.runtimes.tensorrt import cached_engine
 from engines.registry import DEFAULT_MODEL, SHIPPED, Registry
-from test_engines_model import IMGSZ, VOCABULARY, make_package as rtvp_package, views
-from test_registry import make_package
+from engines_support import IMGSZ, VOCABULARY, make_package, stub_package, views
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ def edit_manifest(folder: Path, **fields) -> None:
 
 
 def test_a_manifest_that_lists_no_files_is_refused(tmp_path, config):
-    source = make_package(tmp_path / "src", "v1")
+    source = stub_package(tmp_path / "src", "v1")
     edit_manifest(source, files={})  # today: every hash check skipped
     with pytest.raises(EngineError, match=r"'files' does not list weights.pt, text.npy"):
         ModelPackage.load(source)
@@ -55,7 +54,7 @@ def test_a_manifest_that_lists_no_files_is_refused(tmp_path, config):
 
 
 def test_a_registered_manifest_edited_by_hand_is_modified_and_refused_by_the_line(tmp_path, config):
-    code, output = invoke("model", "register", make_package(tmp_path / "src", "v1"), "--activate",
+    code, output = invoke("model", "register", stub_package(tmp_path / "src", "v1"), "--activate",
                           "--config", config)
     assert code == 0, output
     registered = tmp_path / "data" / "models" / "v1"
@@ -70,7 +69,7 @@ def test_a_registered_manifest_edited_by_hand_is_modified_and_refused_by_the_lin
 
 def test_tools_that_change_a_registered_manifest_record_its_digest_again(tmp_path):
     registry = Registry(tmp_path / "data")
-    package = registry.register(make_package(tmp_path / "src", "v1"))
+    package = registry.register(stub_package(tmp_path / "src", "v1"))
     package.update(thresholds={"oil": 0.3})  # what `edge eval --calibrate` does
     assert registry.get("v1").thresholds == {"oil": 0.3}
     (package.path / "registered.json").unlink()
@@ -80,7 +79,7 @@ def test_tools_that_change_a_registered_manifest_record_its_digest_again(tmp_pat
 
 @pytest.mark.parametrize("value", [99, 0, -1, "0.5"])
 def test_manifest_thresholds_outside_0_1_are_refused(tmp_path, value):
-    source = make_package(tmp_path / "src", "v1")
+    source = stub_package(tmp_path / "src", "v1")
     edit_manifest(source, thresholds={"oil": value})
     with pytest.raises(EngineError, match=r"thresholds.oil = .*: must be a score in \(0, 1\]"):
         ModelPackage.load(source)
@@ -88,7 +87,7 @@ def test_manifest_thresholds_outside_0_1_are_refused(tmp_path, value):
 
 @pytest.mark.parametrize("version", ["../escape", "/tmp/abs", "a/b", ".hidden", ""])
 def test_register_with_an_unsafe_version_is_one_line(tmp_path, config, version):
-    source = make_package(tmp_path / "src", "v1")
+    source = stub_package(tmp_path / "src", "v1")
     edit_manifest(source, version=version)
     code, output = invoke("model", "register", source, "--config", config)
     assert code == 2 and output.count("\n") == 1 and "not a usable name" in output, output
@@ -98,7 +97,7 @@ def test_register_with_an_unsafe_version_is_one_line(tmp_path, config, version):
 
 
 def test_a_file_name_outside_the_package_is_refused(tmp_path):
-    source = make_package(tmp_path / "src", "v1")
+    source = stub_package(tmp_path / "src", "v1")
     manifest = json.loads((source / MANIFEST).read_text())
     edit_manifest(source, files={**manifest["files"], "../../etc/passwd": "0" * 64})
     with pytest.raises(EngineError, match="a package lists files of its own folder only"):
@@ -106,7 +105,7 @@ def test_a_file_name_outside_the_package_is_refused(tmp_path):
 
 
 def test_an_object_array_in_text_npy_is_one_line(tmp_path, config):
-    source = make_package(tmp_path / "src", "v1")
+    source = stub_package(tmp_path / "src", "v1")
     np.save(source / TEXT, np.array([{"payload": 1}, None], dtype=object), allow_pickle=True)
     manifest = json.loads((source / MANIFEST).read_text())
     edit_manifest(source, files={**manifest["files"], TEXT: sha256(source / TEXT)})
@@ -136,7 +135,7 @@ def zero_scores(path: Path) -> None:
 
 
 def test_a_cached_onnx_graph_that_differs_from_its_digest_is_exported_again(tmp_path):
-    package = rtvp_package(tmp_path / "data" / "models" / "v1")
+    package = make_package(tmp_path / "data" / "models" / "v1")
     config, cache = EngineConfig(imgsz=IMGSZ), tmp_path / "data" / "cache"
     path = ensure_onnx(package, config, cache, vocabulary=VOCABULARY)
     zero_scores(path)
@@ -149,7 +148,7 @@ def test_a_cached_onnx_graph_that_differs_from_its_digest_is_exported_again(tmp_
 
 def test_load_engine_refuses_a_registered_package_changed_since_registration(tmp_path):
     registry = Registry(tmp_path / "data")
-    registry.register(rtvp_package(tmp_path / "src" / "v1").path)
+    registry.register(make_package(tmp_path / "src" / "v1").path)
     edit_manifest(registry.root / "v1", thresholds={name: 0.99 for name in VOCABULARY})
     stale = ModelPackage.load(registry.root / "v1", verify=False)  # as `edge model list` reads it
     with pytest.raises(ModelModified, match="model v1: modified .*thresholds"):

@@ -28,7 +28,7 @@ from storage import synthetic
 from storage.batches import read_batch
 from storage.db import View, open_database
 from storage.labels import read_coco, read_yolo
-from test_station import GATE, LINE, camera_configs, write_batch
+from station_support import GATE, LINE, camera_configs, write_batch
 
 
 def invoke(*args) -> tuple[int, str]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,9 +9,7 @@ from camera.defect_catalogue import family
 from engines.rtvp.text import TextEncoder
 from engines.training.prompts import PromptBank
 from engines.training.train import train
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_training import config, easy_dataset  # noqa: E402
+from training_support import config, easy_dataset
 
 
 @pytest.fixture(scope="module")

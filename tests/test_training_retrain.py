@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from engines.config import EngineConfig
@@ -10,9 +9,7 @@ from engines.training.datasets import load_labels
 from engines.training.retrain import retrain
 from engines.training.train import train
 from engines.registry import Registry
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_training import config, easy_dataset  # noqa: E402
+from training_support import config, easy_dataset
 
 
 def test_retrain_promotes_better_and_refuses_worse(tmp_path):

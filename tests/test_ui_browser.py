@@ -26,8 +26,8 @@ from storage.draw import colour
 from storage.db import open_database
 from engines.registry import Registry
 from line_support import db_rows, wait_for
-from test_ui_support import (CHROMEDRIVER, CHROMIUM, child_env, chromium, start_line, start_ui, stop,
-                             write_config)
+from ui_support import (CHROMEDRIVER, CHROMIUM, child_env, chromium, start_line, start_ui, stop,
+                        write_config)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")

@@ -1,4 +1,5 @@
-"""The model the engine tests run: a tiny RTVP package, exported once per session, and views.
+"""The model the engine tests run (a module, not a test file): a tiny RTVP package, exported
+once per session, and views; and a stub package for the registry tests.
 
 Untrained RTVP scores sit near its prior (1e-5) and are nearly equal everywhere, which
 would leave nothing to compare (NMS would only break ties); the contrastive heads' scale
@@ -77,6 +78,17 @@ def make_package(path: Path, version: str = "v1") -> ModelPackage:
     if version != package.version:
         package.update(version=version)
     return package
+
+
+def stub_package(folder: Path, version: str, parent: str | None = None) -> Path:
+    """A package at `folder`/`version` with stand-in weights: the registry checks its manifest and
+    hashes, never runs it."""
+    path = folder / version
+    ModelPackage.create(path, version=version, state_dict={"w": torch.ones(3)},
+                        arch={"scale": "tiny"}, vocabulary=["oil", "bubble"],
+                        embeddings=np.eye(2, 4, dtype=np.float32), parent=parent,
+                        data="synthetic", metrics={"ap": 0.1})
+    return path
 
 
 def exported(package: ModelPackage, vocabulary=VOCABULARY) -> Path:

@@ -1,5 +1,6 @@
-"""Helpers for the browser tests (no tests here): a real line with a scripted engine, `edge ui`
-beside it, and Debian's chromium driven headless by selenium with the system chromedriver."""
+"""Helpers for the browser tests (a module, not a test file): a real line with a scripted
+engine, `edge ui` beside it, and Debian's chromium driven headless by selenium with the system
+chromedriver."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def child_env() -> dict[str, str]:
 
 def start_line(tmp: Path, config: Path, containers: int) -> subprocess.Popen:
     log = open(tmp / "line.log", "w")
-    return subprocess.Popen([sys.executable, "-c", "import sys, test_ui_support as s; s.run_line(*sys.argv[1:])",
+    return subprocess.Popen([sys.executable, "-c", "import sys, ui_support as s; s.run_line(*sys.argv[1:])",
                              str(config), str(containers)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
                             env=child_env())
 
