@@ -1,22 +1,25 @@
 """RTVP-n fp32, RTVP-n INT8 and a YOLOv8n reference side by side on this CPU, in one process.
 
-    python -m bench.cpu_speed [--model models/rtvp-n-synth] [--int8 PACKAGE|FILE.onnx]
-                              [--reference yolov8n.onnx] [--threads N] [--runs 20]
+    python -m bench.cpu_speed [--model models/rtvp-n-synth] [--int8 PACKAGE|FILE.onnx | --no-int8]
+                              [--reference yolov8n.onnx] [--imgsz 640] [--reference-imgsz 640]
+                              [--threads N] [--runs 20]
 
-Every graph runs in the same ONNX Runtime, with the same threads, on the same 640 x 640
-letterboxed synthetic views, at batch 1 and 6; calls are interleaved round-robin (one
-call of each graph per round), so that a shared machine's load falls on every row alike.
-It prints ms/view p50 and p99 of the graph alone (letterbox and NMS are extra for both
-detectors) in sessions made as the engine makes them (ORT_ENABLE_ALL at load), and each
-graph's session start, also when loaded from the optimized graph saved to disk
-(optimized_model_filepath, then loaded with optimizations disabled).
+Every graph runs in the same ONNX Runtime, with the same threads, on the same letterboxed
+synthetic views (rtvp-n at --imgsz, YOLOv8n at --reference-imgsz: the issue compares
+against YOLOv8n at 640 whatever size rtvp-n runs at), at batch 1 and 6; calls are
+interleaved round-robin (one call of each graph per round), so that a shared machine's
+load falls on every row alike. It prints ms/view p50 and p99 of the graph alone
+(letterbox and NMS are extra for both detectors) in sessions made as the engine makes
+them (ORT_ENABLE_ALL at load), and each graph's session start, also when loaded from
+the optimized graph saved to disk (optimized_model_filepath, then loaded with
+optimizations disabled).
 
 --int8: an INT8 package made by `edge quantize` (its model.onnx) or an INT8 ONNX file;
 without it the fp32 graph is quantized here on rendered views (speed does not depend on
-the calibration). --reference: a YOLOv8n ONNX file; without it one is exported from
-Ultralytics' yolov8n.yaml (random weights: latency does not depend on them) when the
-ultralytics package is installed, else that row is skipped and said so. Ultralytics is
-a benchmark-only tool, never a runtime dependency.
+the calibration); --no-int8 leaves that row out. --reference: a YOLOv8n ONNX file;
+without it one is exported from Ultralytics' yolov8n.yaml (random weights: latency does
+not depend on them) when the ultralytics package is installed, else that row is skipped
+and said so. Ultralytics is a benchmark-only tool, never a runtime dependency.
 """
 
 from __future__ import annotations
@@ -94,8 +97,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED / DEFAULT_MODEL, help="the fp32 RTVP package")
     parser.add_argument("--int8", type=Path, default=None, help="INT8 package (edge quantize) or ONNX file")
+    parser.add_argument("--no-int8", action="store_true", help="leave the INT8 row out")
     parser.add_argument("--reference", type=Path, default=None, help="a YOLOv8n ONNX file")
-    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--imgsz", type=int, default=640, help="rtvp-n input size, a multiple of 32")
+    parser.add_argument("--reference-imgsz", type=int, default=640, help="YOLOv8n input size")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
@@ -106,30 +111,33 @@ def main() -> None:
         work = Path(tmp)
         package = ModelPackage.load(args.model)
         fp32 = ensure_onnx(package, EngineConfig(imgsz=args.imgsz), work / "cache", data_dir=work)
-        graphs = {f"{package.version} fp32": fp32,
-                  f"{package.version} int8": int8_graph(args.int8, fp32, work, args.imgsz)}
-        reference = reference_graph(args.reference, work, args.imgsz)
+        graphs = {f"{package.version} fp32": (fp32, args.imgsz)}
+        if not args.no_int8:
+            graphs[f"{package.version} int8"] = (int8_graph(args.int8, fp32, work, args.imgsz), args.imgsz)
+        reference = reference_graph(args.reference, work, args.reference_imgsz)
         if reference is not None:
-            graphs["yolov8n fp32 (reference)"] = reference
+            graphs["yolov8n fp32 (reference)"] = (reference, args.reference_imgsz)
         import onnxruntime as ort
 
         print(f"machine: {hardware()}; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        print(f"onnxruntime {ort.__version__} CPU, {args.threads} intra-op threads, {args.imgsz}x{args.imgsz}, "
-              f"{args.runs} interleaved runs after 2 warm-up calls, graph only")
+        print(f"onnxruntime {ort.__version__} CPU, {args.threads} intra-op threads, rtvp-n {args.imgsz} px, "
+              f"yolov8n {args.reference_imgsz} px, {args.runs} interleaved runs after 2 warm-up calls, graph only")
         sessions, starts = {}, {}
-        for i, (name, path) in enumerate(graphs.items()):
+        for i, (name, (path, _)) in enumerate(graphs.items()):
             began = time.monotonic()
             sessions[name] = session(path, args.threads, optimized=work / f"{i}.opt.onnx")
             middle = time.monotonic()
             session(work / f"{i}.opt.onnx", args.threads, saved=True)
             starts[name] = (middle - began, time.monotonic() - middle)
         views = synthetic_views(max(BATCHES))
-        print(f"{'graph':<28} {'batch':>5} {'p50 ms/view':>12} {'p99 ms/view':>12}   "
+        print(f"{'graph':<28} {'px':>4} {'batch':>5} {'p50 ms/view':>12} {'p99 ms/view':>12}   "
               f"{'start s':>8} {'start, saved optimized s':>25}")
         for batch in BATCHES:
-            prepared = np.empty((batch, 3, args.imgsz, args.imgsz), np.float32)
-            letterbox_into(views[:batch], prepared)
-            feeds = {name: {s.get_inputs()[0].name: prepared} for name, s in sessions.items()}
+            prepared = {}
+            for size in {size for _, size in graphs.values()}:
+                prepared[size] = np.empty((batch, 3, size, size), np.float32)
+                letterbox_into(views[:batch], prepared[size])
+            feeds = {name: {s.get_inputs()[0].name: prepared[graphs[name][1]]} for name, s in sessions.items()}
             times: dict[str, list[float]] = {name: [] for name in sessions}
             for round_ in range(args.runs + 2):
                 for name, s in sessions.items():
@@ -138,7 +146,8 @@ def main() -> None:
                     if round_ >= 2:
                         times[name].append((time.perf_counter() - began) * 1000 / batch)
             for name, values in times.items():
-                print(f"{name:<28} {batch:>5} {percentile(values, 50):>12.1f} {percentile(values, 99):>12.1f}   "
+                print(f"{name:<28} {graphs[name][1]:>4} {batch:>5} {percentile(values, 50):>12.1f} "
+                      f"{percentile(values, 99):>12.1f}   "
                       f"{starts[name][0]:>8.2f} {starts[name][1]:>25.2f}")
         print(f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
