@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["edge*", "camera*", "pipeline*", "engines*", "storage*"]),
     include_package_data=True,
-    package_data={"": ["*.json", "*.ini", "*.mako", "*.service"],
+    package_data={"": ["*.json", "*.yaml", "*.ini", "*.mako", "*.service"],
                   "edge.ui": ["templates/*.html", "static/*"]},
     # Outside the packages: the unit template `edge service install` fills in, and the page
     # its Documentation= names (<prefix>/share/doc/glass-edge/line.md).

@@ -315,6 +315,16 @@ def fin(rng: np.random.Generator, angle: float = 0.0) -> DefectPatch:
     return _patch(rng, line, (0.55, 0.9), (0.22, 0.22, 0.24), glint, (20, 45), blur=0.5)
 
 
+def overpress_fin(rng: np.random.Generator) -> DefectPatch:
+    """Overpress: a fin standing on the top of the rim, close to horizontal."""
+    return fin(rng, angle=float(rng.normal(0, 0.15)))
+
+
+def line_over_finish_fin(rng: np.random.Generator) -> DefectPatch:
+    """Line over finish: a fine line across the top of the finish at the mould parting."""
+    return fin(rng, angle=float(np.pi / 2 + rng.normal(0, 0.3)))
+
+
 def heavy_bottom(rng: np.random.Generator) -> DefectPatch:
     """Heavy (or uneven) bottom: a wide, soft, darker lens of thick glass in the base."""
     w, h = rng.uniform(40, 120), rng.uniform(8, 20)

@@ -38,7 +38,7 @@ def parse_classes(text: str | None, catalogue: str = "classic") -> list[str]:
                    f"{', '.join(CLASSES)}).")
 @click.option("--catalogue", type=click.Choice(CATALOGUES), default="classic", show_default=True,
               help="classic: the paper's five classes on the body; full: the glass-industry catalogue "
-                   "(camera/defect_catalogue.py) on finish, shoulder, body, heel and base, with non-defects.")
+                   "(camera/defect_catalogue.yaml) on finish, shoulder, body, heel and base, with non-defects.")
 @click.option("--defect-free-share", type=float, default=0.3, show_default=True,
               help="Share of containers drawn without any defect (0..1).")
 def command(containers: int, out: Path, seed: int, classes: str | None, catalogue: str,

@@ -32,7 +32,7 @@ from engines.training.train import SCALES, TrainConfig
 @click.option("--text-encoder", type=click.Choice(["minilm", "clip"]), default="minilm", show_default=True)
 @click.option("--prompts", type=click.Choice(["names", "catalogue"]), default="names", show_default=True,
               help="catalogue: each step prompts every class by its name, a synonym or its description "
-                   "(camera/defect_catalogue.py); the package ships their average.")
+                   "(camera/defect_catalogue.yaml); the package ships their average.")
 @click.option("--generic-share", type=float, default=0.0, show_default=True,
               help='Share of steps that prompt only "defect", with every box labelled by it.')
 @click.option("--text-ckpt", type=click.Path(path_type=Path, exists=True), default=None,
