@@ -280,3 +280,22 @@ def test_edge_synth_full_catalogue_writes_its_recipe(tmp_path: Path) -> None:
     assert read_coco(out / "annotations.json").classes == list(NAMES)
     bad = _synth(["--containers", "2", "--out", str(tmp_path / "x"), "--classes", "stone"])
     assert bad.exit_code == 2 and "unknown defect class 'stone' in the classic catalogue" in bad.output
+
+
+def test_a_catalogue_entry_naming_an_unknown_drawing_or_zone_is_refused_with_its_family(tmp_path):
+    import yaml
+
+    from camera.defect_catalogue import CATALOGUE_FILE, load_catalogue
+    from camera.errors import CameraError
+
+    data = yaml.safe_load(CATALOGUE_FILE.read_text())
+    data["families"][5]["drawing"] = "no_such_drawing"
+    bad = tmp_path / "catalogue.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(CameraError, match=f"family '{data['families'][5]['name']}'.*no_such_drawing"):
+        load_catalogue(bad)
+    data["families"][5]["drawing"] = "stone"
+    data["families"][5]["zones"] = ["lid"]
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(CameraError, match="zones must be some of finish"):
+        load_catalogue(bad)
