@@ -42,11 +42,17 @@ ANNOUNCED_MAX = 1_000  # containers remembered as announced (far more than are e
 
 
 class SeqMap:
-    """Shift the station's container numbers so they never go back (persisted)."""
+    """Shift the station's container numbers so they never go back (persisted).
 
-    def __init__(self, path: Path) -> None:
+    A number is saved only after its gate is in the gate log (`save`), and a restart
+    starts above both files: a station killed between the two neither reuses a number
+    nor loses the container its gate log already names.
+    """
+
+    def __init__(self, path: Path, floor: int = -1) -> None:
         self.path = path
-        self.last = read_last_seq(path)
+        self.last = max(read_last_seq(path), floor)
+        self.saved = self.last
         sweep_temporaries(path)  # a write that a kill -9 interrupted
         self.base: int | None = None
         self._failed = False
@@ -55,17 +61,22 @@ class SeqMap:
         if self.base is None:
             self.base = 0 if seq > self.last else self.last - seq + 1
         out = seq + self.base
-        if out > self.last:
-            self.last = out
-            try:
-                with atomic_write(self.path, fsync=False) as fh:  # once per container
-                    fh.write(str(out))
-                self._failed = False
-            except OSError as exc:
-                if not self._failed:
-                    log.error("ALARM: cannot write %s (%s); container numbers are kept in memory", self.path, exc)
-                self._failed = True
+        self.last = max(self.last, out)
         return out
+
+    def save(self) -> None:
+        """Persist the last number handed out (once per container)."""
+        if self.saved == self.last:
+            return
+        try:
+            with atomic_write(self.path, fsync=False) as fh:
+                fh.write(str(self.last))
+            self.saved = self.last
+            self._failed = False
+        except OSError as exc:
+            if not self._failed:
+                log.error("ALARM: cannot write %s (%s); container numbers are kept in memory", self.path, exc)
+            self._failed = True
 
 
 class FirstSeq:
@@ -133,8 +144,8 @@ class StationStage:
         self.decision = Outbox(ctx.endpoints.connect("results", zmq.PUSH), "decision stage")
         self.gate_out: Outbox | None = None  # made in the gate thread: a ZeroMQ socket belongs to one thread
         folder = run_dir(config.data_dir)
-        self.seqs = SeqMap(folder / "last_seq")
         self.gates = GateLog(folder / "gates.log")
+        self.seqs = SeqMap(folder / "last_seq", floor=self.gates.last_seq)
         self.first = FirstSeq(folder / "first_seq")
         if self.limit is not None and self.first.seq is not None:  # this run's gates before a restart count
             self.limit = max(0, self.limit - (self.seqs.last - self.first.seq + 1))
@@ -154,6 +165,7 @@ class StationStage:
         self.counts["gated"] += 1
         self.first.note(seq)
         self.gates.add(seq, t_gate_ns)  # before the message: a decision stage that dies finds it
+        self.seqs.save()  # after the gate log: a number saved is a container logged
         out.send([codec.pack("gate", seq=seq, t_gate_ns=t_gate_ns, **mould)])
 
     def on_gate(self, seq: int, t_gate_ns: int, section: int | None = None, cavity: int | None = None) -> None:

@@ -331,6 +331,11 @@ class GateLog:
             self.recent = self.recent[-self.KEEP:]
             self.file.rewrite(self.recent)
 
+    @property
+    def last_seq(self) -> int:
+        """The highest container number logged (-1 when none)."""
+        return max((key[0] for key in map(_gate, self.recent) if key is not None), default=-1)
+
     @staticmethod
     def read(path: Path) -> list[Key]:
         """The gates of this boot (without touching the file: the station owns it)."""

@@ -170,3 +170,24 @@ def test_a_rewrite_killed_midway_leaves_the_old_journal_and_its_successor_sweeps
     successor = LineJournal(path)
     assert successor.old_lines == ["fired 1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_station_killed_between_its_gate_log_and_its_number_file_neither_loses_nor_reuses(tmp_path):
+    """The soak once lost container 314: the station saved the number, was killed before the
+    gate log had the line, and nothing named the container again. Now the log comes first
+    and a restart numbers above both files."""
+    from pipeline.feed import SeqMap
+
+    gates = GateLog(tmp_path / "gates.log")
+    seqs = SeqMap(tmp_path / "last_seq", floor=gates.last_seq)
+    for camera_seq in (1, 2):
+        seq = seqs(camera_seq)
+        gates.add(seq, GATE + seq)
+        seqs.save()
+    seq = seqs(3)
+    gates.add(seq, GATE + seq)  # kill -9 here: the gate is logged, its number not saved
+    assert (tmp_path / "last_seq").read_text() == "2"
+    restarted_gates = GateLog(tmp_path / "gates.log")
+    restarted = SeqMap(tmp_path / "last_seq", floor=restarted_gates.last_seq)
+    assert restarted(1) == 4, "the station's own count restarts at 1; numbers go on above the logged 3"
+    assert [s for s, _ in GateLog.read(tmp_path / "gates.log")] == [1, 2, 3], "the decision stage adopts 3"

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from line_support import (TOLERANCE_NS, check_one_decision_each, db_rows, finish, journal, stages, start, wait_for)
+from line_support import (READER_SLACK_NS, TOLERANCE_NS, check_one_decision_each, db_rows, finish, journal, stages, start, wait_for)
 
 PERIOD_NS = 1_000_000_000  # 60 containers/min
-READER_SLACK_NS = 50_000_000  # the pty reader's own stamps: it is a process on a shared machine too
 TRAVEL_NS = 1_500_000_000
 
 
