@@ -375,7 +375,7 @@ class Supervisor:
         else:
             log.warning("containers still in flight after the deadline; deciding them now")
         # Workers last but the writer: every decision is made, and a worker's exit (freeing
-        # hundreds of MB of model) kept a 2-core PC from the reject controller for 49 ms
+        # hundreds of MB of model) probably kept a 2-core VM from the reject controller for 49 ms
         # once, so its pulses go out before that.
         for kinds in (("decision",), ("relay",), ("worker",), ("writer",)):
             group = [s for s in self.stages.values() if s.kind in kinds]
