@@ -374,9 +374,8 @@ class Supervisor:
                 break
         else:
             log.warning("containers still in flight after the deadline; deciding them now")
-        # Workers last but the writer: every decision is made, and a worker's exit (freeing
-        # hundreds of MB of model) probably kept a 2-core VM from the reject controller for 49 ms
-        # once, so its pulses go out before that.
+        # Workers last but the writer: every decision is made, so no process exits beside
+        # the reject controller while it still has pulses to fire.
         for kinds in (("decision",), ("relay",), ("worker",), ("writer",)):
             group = [s for s in self.stages.values() if s.kind in kinds]
             for stage in group:
