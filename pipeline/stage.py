@@ -7,7 +7,11 @@ supervisor at most every HEARTBEAT_S from that loop: a loop that hangs stops the
 heartbeats, which stops systemd's watchdog pings.
 
 SIGTERM asks a stage to drain and exit 0; SIGINT is ignored (Ctrl-C reaches the whole
-process group, and the supervisor decides the order of the shutdown).
+process group, and the supervisor decides the order of the shutdown). The stage's own
+thread blocks SIGTERM: a signal taken there interrupts the ZeroMQ poll the stage waits in,
+and pyzmq (27.3) restarts an interrupted poll with its whole timeout, so a stop request
+delayed the reject controller's next pulse by up to one poll (seen: 49 ms, past the 30 ms
+lead; tests/test_stage_signals.py).
 """
 
 from __future__ import annotations
@@ -45,16 +49,27 @@ class StageContext:
         self.name = name
         self.config = config
         self.options = options
-        self.running = True
+        self._stopped = False
         self.state = "starting"
         self.endpoints = Endpoints(config.pipeline, config.data_dir)
         self.control = self.endpoints.connect("control", zmq.PUSH)
         self._last_beat = 0.0
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # This (main) thread never takes SIGTERM, so it never interrupts the stage's poll:
+        # another thread takes it and the handler runs here at the next Python line, or,
+        # when every thread blocks it, it stays pending until `running` reads it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
     def _on_term(self, *_: Any) -> None:
-        self.running = False
+        self._stopped = True
+
+    @property
+    def running(self) -> bool:
+        if not self._stopped and signal.SIGTERM in signal.sigpending():
+            signal.sigwait({signal.SIGTERM})
+            self._stopped = True
+        return not self._stopped
 
     def beat(self, force: bool = False, **stats: Any) -> None:
         now = time.monotonic()
