@@ -4,7 +4,7 @@ ONNX Runtime's `quantize_static` in QDQ format: weights int8 per output channel,
 activations uint8 with ranges (MinMax) calibrated on views of the line, letterboxed exactly
 as the engines do (engines/preprocess.py). Convolutions only: they are half of rtvp-n's CPU
 time, and quantizing the attention and text-matching MatMuls as well cost the shipped
-model 0.259 AP50-95 on its test set (0.435 -> 0.176), convolutions alone 0.003
+model 0.259 AP50-95 on its test set (0.435 -> 0.176), convolutions alone 0.001
 (docs/performance.md). The result is a new model package (parent: the
 fp32 one) whose `model.onnx` is the INT8 graph: the registry, `edge model activate` and
 `rollback` treat it as any model, and the runtimes run the package's own graph (see

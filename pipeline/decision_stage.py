@@ -93,6 +93,7 @@ class DecisionStage:
         if self.journal.same_boot:  # gates the station logged whose message may have died with us
             lost += self.adopt_logged_gates(now, set(lost))
         if lost:
+            self.book.crash("decision", now)
             self.reject_now(lost, now, "decision restarted", to_relay=self.journal.same_boot)
 
     def adopt_logged_gates(self, now: int, known: set[Key]) -> list[Key]:
@@ -114,7 +115,6 @@ class DecisionStage:
 
     def reject_now(self, keys: list[Key], now: int, reason: str, to_relay: bool = True) -> None:
         """Fail-safe: containers whose views can no longer be trusted to come are rejected at once."""
-        self.book.crash("decision", now)
         for key in keys:
             self.book.gate(*key, now)
         for decision in self.book.decide_now(keys, now):

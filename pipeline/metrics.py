@@ -46,7 +46,7 @@ MODEL = Gauge("edge_model_info", "Model version loaded by a worker (value 1).", 
 # increase() misses the first event when the series appears only with it.
 KNOWN = {
     "decision": [(DECISIONS, ("pass", "ok"))] + [(DECISIONS, ("reject", r)) for r in (
-        "defect", "missing view", "worker crashed", "late result", "decision restarted")],
+        "defect", "missing view", "worker crashed", "late result", "decision restarted", "station restarted")],
     "relay": [(RELAY, ("pulse", r)) for r in ("fired", "failsafe", "missed", "overruled", "not ejected")]
     + [(RELAY, ("confirm", r)) for r in ("confirmed", "unconfirmed")],
     "station": [(FRAMES, ("station", o, "")) for o in ("sent", "dropped", "missing")],

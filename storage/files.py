@@ -63,8 +63,8 @@ def atomic_write(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator
     """Open a temporary file beside `path`; on a clean exit it replaces `path` in one rename.
 
     A reader (or a process restarted after kill -9) sees the old file or the new one, never
-    half of one. `fsync` also survives a power cut; it costs a disk flush, so files rewritten
-    many times a second (journals) pass False. On an exception the temporary file is removed.
+    half of one. `fsync` also survives a power cut (the file, then its folder's entry for the
+    rename); it costs disk flushes, so files rewritten many times a second (journals) pass False. On an exception the temporary file is removed.
     Text is UTF-8 whatever the locale; `is_temporary` recognises the names left by a crash.
     """
     path = Path(path)
@@ -80,6 +80,12 @@ def atomic_write(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if fsync:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def is_temporary(name: str) -> bool:

@@ -31,7 +31,8 @@ def parse_classes(text: str | None, catalogue: str = "classic") -> list[str]:
 @click.command("synth")
 @click.option("--containers", "-n", type=int, required=True, help="How many containers (6 views each).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="New (or empty) folder for images/, annotations.json, labels/ and classes.txt.")
+              help="New (or empty) folder for images/, annotations.json, labels/, classes.txt, "
+                   "data.yaml and recipe.json.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same pixels.")
 @click.option("--classes", default=None,
               help=f"Comma-separated defect classes to draw (default: all of the catalogue's; classic: "
@@ -46,7 +47,8 @@ def command(containers: int, out: Path, seed: int, classes: str | None, catalogu
     """Render synthetic back-lit glass containers with labelled defects into OUT.
 
     Writes images/<seq>_v<view>.png, COCO annotations.json (with container_seq and
-    view per image) and YOLO labels/*.txt with classes.txt.
+    view per image), YOLO labels/*.txt with classes.txt and data.yaml, and recipe.json
+    (what `edge retrain` renders the folder again from).
     """
     if containers <= 0:
         raise CameraError(f"--containers must be at least 1, got {containers}")

@@ -74,8 +74,9 @@ def cpu_features() -> str:
     """A short tag of this CPU's instruction set: a saved optimized graph is only valid on it."""
     flags = ""
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith(("flags", "Features")))
-    except (OSError, StopIteration):
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith(("flags", "Features"))), "")
+    except OSError:
         pass
     return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:8]
 

@@ -1,7 +1,7 @@
-"""How far a running training or retrain is, in a small JSON file others can read.
+"""How far a running retrain is, in a small JSON file others can read.
 
-The trainer rewrites `<data>/retrain/progress.json` atomically after every step batch it
-reports; the operator station's Models page and `edge status` read it. A reader never
+`edge retrain` has the trainer rewrite `<data>/retrain/progress.json` atomically after every
+step batch it reports; the operator station's Models page reads it. A reader never
 sees half a file, and a file whose `pid` is no longer alive belongs to a run that died.
 """
 
