@@ -9,10 +9,11 @@ synthetic views (rtvp-n at --imgsz, YOLOv8n at --reference-imgsz: the issue comp
 against YOLOv8n at 640 whatever size rtvp-n runs at), at batch 1 and 6; calls are
 interleaved round-robin (one call of each graph per round), so that a shared machine's
 load falls on every row alike. It prints ms/view p50 and p99 of the graph alone
-(letterbox and NMS are extra for both detectors) in sessions made as the engine makes
-them (ORT_ENABLE_ALL at load), and each graph's session start, also when loaded from
-the optimized graph saved to disk (optimized_model_filepath, then loaded with
-optimizations disabled).
+(letterbox and NMS are extra for both detectors) in sessions the engine's own code makes
+(engines/runtimes/onnxruntime.py session_options and cpu_session: ORT_ENABLE_ALL at load,
+the optimized graph saved in a cache folder), and each graph's session start, the first
+time and again from that saved graph (loaded with optimizations disabled, as a restarted
+worker does); both include the engine's sha256 checks of the graphs.
 
 --int8: an INT8 package made by `edge quantize` (its model.onnx) or an INT8 ONNX file;
 without it the fp32 graph is quantized here on rendered views (speed does not depend on
@@ -37,25 +38,9 @@ from engines.config import EngineConfig
 from engines.package import ONNX, ModelPackage
 from engines.preprocess import letterbox_into
 from engines.registry import SHIPPED, DEFAULT_MODEL
+from engines.runtimes.onnxruntime import cpu_session, session_options
 
 BATCHES = (1, 6)
-
-
-def session(path: Path, threads: int, optimized: Path | None = None, saved: bool = False):
-    """A CPU session as the engine makes one; `optimized`: write the optimized graph there;
-    `saved`: `path` is such a graph, loaded with optimizations disabled."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if saved
-                                        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    options.log_severity_level = 3
-    if optimized is not None:
-        options.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def int8_graph(arg: Path | None, fp32: Path, work: Path, imgsz: int) -> Path:
@@ -125,9 +110,10 @@ def main() -> None:
         sessions, starts = {}, {}
         for i, (name, (path, _)) in enumerate(graphs.items()):
             began = time.monotonic()
-            sessions[name] = session(path, args.threads, optimized=work / f"{i}.opt.onnx")
+            cache = work / f"ort-{i}"  # empty: the first session optimizes and saves the graph there
+            sessions[name] = cpu_session(ort, path, session_options(ort, args.threads), cache)
             middle = time.monotonic()
-            session(work / f"{i}.opt.onnx", args.threads, saved=True)
+            cpu_session(ort, path, session_options(ort, args.threads), cache)  # from the saved graph
             starts[name] = (middle - began, time.monotonic() - middle)
         views = synthetic_views(max(BATCHES))
         print(f"{'graph':<28} {'px':>4} {'batch':>5} {'p50 ms/view':>12} {'p99 ms/view':>12}   "

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench import free_port
 from bench.pipeline import VOCABULARY, BenchStation, NullEngine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +88,7 @@ def write_config(data: Path, rate: float, workers: int) -> Path:
     raw["line"].update(speed_cpm=rate * 60, travel_time_ms=1500, relay_lead_ms=30, rotation_delay_ms=0)
     raw["pipeline"]["workers"] = workers
     raw["engine"].update(model="soak", thresholds={})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        raw["metrics"]["address"] = f"127.0.0.1:{s.getsockname()[1]}"
+    raw["metrics"]["address"] = f"127.0.0.1:{free_port()}"
     for cam in raw["cameras"]:
         cam.update(width=SIDE, height=SIDE)
     path = data.parent / "soak.yaml"

@@ -25,7 +25,6 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
-import socket  # noqa: E402
 import sqlite3  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -37,6 +36,7 @@ from functools import partial  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from bench import free_port  # noqa: E402
 from bench.pipeline import VOCABULARY, BenchStation, NullEngine, bench_raw, figures, run_line  # noqa: E402
 from engines.detections import Detections  # noqa: E402
 
@@ -62,12 +62,6 @@ class RejectingEngine(NullEngine):
             else:
                 out.append(Detections.empty(VOCABULARY))
         return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def line_config(data: Path, args):

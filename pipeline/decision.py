@@ -129,7 +129,7 @@ class DecisionBook:
 
     def flush(self, now_ns: int) -> list[dict[str, Any]]:
         """Decide every open container now (a stage restart or shutdown cannot wait)."""
-        return [self._decide(c, now_ns) for c in sorted(self.open.values(), key=lambda c: c.t_gate_ns)]
+        return self.decide_now(list(self.open), now_ns)
 
     # -- inside --------------------------------------------------------------------------
     def _open(self, key: tuple[int, int]) -> Container:

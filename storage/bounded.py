@@ -9,7 +9,7 @@ decision stage keeps each container's decision to name it when a late view arriv
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Generic, Hashable, Iterable, Iterator, TypeVar
+from typing import Generic, Hashable, Iterator, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -18,13 +18,11 @@ V = TypeVar("V")
 class BoundedSet(Generic[K, V]):
     """The newest `max_size` keys added, oldest forgotten first (insertion order, not use)."""
 
-    def __init__(self, max_size: int, keys: Iterable[K] = ()) -> None:
+    def __init__(self, max_size: int) -> None:
         if max_size < 1:
             raise ValueError(f"max_size {max_size}: must be at least 1")
         self.max_size = max_size
         self._items: OrderedDict[K, V | None] = OrderedDict()
-        for key in keys:
-            self.add(key)
 
     def add(self, key: K, value: V | None = None) -> bool:
         """Remember `key` (with `value`); False when it was remembered already.

@@ -67,6 +67,11 @@ def edge(*args, code: int = 0) -> str:
 def exported(line: Path, out: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
     """`edge samples export` as COCO; its boxes per image stem (c<id>_v<view>)."""
     edge("samples", "export", "--config", line, "--format", "coco", "--out", out)
+    return coco_boxes(out)
+
+
+def coco_boxes(out: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
+    """A COCO export's boxes (x1, y1, x2, y2) per image stem (c<id>_v<view>)."""
     document = json.loads((out / "annotations" / "instances_default.json").read_text())
     names = {c["id"]: c["name"] for c in document["categories"]}
     truth = {Path(i["file_name"]).stem: [] for i in document["images"]}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import pytest
 import yaml
 import zmq
 
+from bench import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 IMGSZ = 320
 ON = bytes.fromhex("A00101A2")
@@ -28,12 +29,6 @@ TOLERANCE_NS = 10_000_000  # a pulse within 10 ms of its due time, where the rel
 # machine (the relay's own stamp: 0.0 ms), so the reader is the witness that each pulse went
 # out, with this slack, not the clock of the promise.
 READER_SLACK_NS = 50_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tiny_package(path: Path, version: str = "tiny-1"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
-from labels_support import LINE_THRESHOLD, edge, exported, line_config, record, same, stored_labels
+from labels_support import LINE_THRESHOLD, coco_boxes, edge, exported, line_config, record, same, stored_labels
 
 from edge.config import load_config
 from engines.registry import Registry
@@ -97,7 +97,7 @@ def test_pre_0006_detections_use_their_model_versions_thresholds(tmp_path, shipp
     assert (f"pre-annotations: detections {per_view} at the threshold the line recorded with them; "
             f"{per_view} at their model version's thresholds") in output
     assert f"; {per_view} at config.yaml's engine thresholds" in output
-    truth = exported_boxes(tmp_path / "out")
+    truth = coco_boxes(tmp_path / "out")
     calibrated = package.thresholds
     for stem, found in truth.items():
         container, view = int(stem[1]), int(stem[-1])
@@ -108,16 +108,6 @@ def test_pre_0006_detections_use_their_model_versions_thresholds(tmp_path, shipp
         assert sorted(name for name, _ in found) == sorted(expected), (stem, found)
     # The calibrated black spot threshold (0.078) holds back its 0.077 box; oil's 0.05 lets 0.052 in.
     assert calibrated["black spot"] > 0.077 and calibrated["oil"] < 0.052
-
-
-def exported_boxes(out: Path) -> dict:
-    document = json.loads((out / "annotations" / "instances_default.json").read_text())
-    names = {c["id"]: c["name"] for c in document["categories"]}
-    found = {Path(i["file_name"]).stem: [] for i in document["images"]}
-    stems = {i["id"]: Path(i["file_name"]).stem for i in document["images"]}
-    for a in document["annotations"]:
-        found[stems[a["image_id"]]].append((names[a["category_id"]], tuple(a["bbox"])))
-    return found
 
 
 DATUMARO_READ = """

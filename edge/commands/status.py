@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edge.config import load_config
+from edge.ui.health import engine_time, loaded_models
 from pipeline.errors import PipelineError
 from pipeline.metrics_read import by
 from edge.commands import config_option
@@ -32,9 +33,8 @@ def summary(samples) -> list[str]:
     p50 = _quantile(samples, "edge_decision_latency_seconds", 0.5)
     p99 = _quantile(samples, "edge_decision_latency_seconds", 0.99)
     relay_p99 = _quantile(samples, "edge_relay_error_seconds", 0.99)
-    engine = samples.get("edge_engine_view_seconds_sum", [({}, 0)])[0][1]
-    engine_n = samples.get("edge_engine_view_seconds_count", [({}, 0)])[0][1]
-    models = [l["version"] for l, v in samples.get("edge_model_info", []) if v]
+    engine, engine_n = engine_time(samples)
+    models = loaded_models(samples)
     fmt = lambda d: ", ".join(f"{k} {v:g}" for k, v in sorted(d.items())) or "none"  # noqa: E731
     return [
         f"containers: {sum(decisions.values()):g} ({fmt(decisions)})",

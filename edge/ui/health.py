@@ -18,7 +18,7 @@ from pipeline.metrics_read import by, total
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60.0  # warnings look this far back
-GROWING_BY = 5  # a queue that grew at every scrape, by this much in all, is a backlog
+GROWING_BY = 5  # a queue that never shrank between scrapes and grew this much in all is a backlog
 # Counters whose rise means the line is overloaded or losing containers: (sample, labels, what it means).
 RISING = (
     ("edge_frames_total", {"stage": "station", "outcome": "dropped"}, "frames dropped at the station: workers behind"),
@@ -44,6 +44,16 @@ class Health:
     warnings: list[str] = field(default_factory=list)
 
 
+def loaded_models(samples) -> list[str]:
+    """The model versions the workers report loaded (`edge status` and the live page alike)."""
+    return sorted(lb["version"] for lb, v in samples.get("edge_model_info", []) if v)
+
+
+def engine_time(samples) -> tuple[float, float]:
+    """Engine seconds and views inferred so far, summed over every worker's samples."""
+    return total(samples, "edge_engine_view_seconds_sum"), total(samples, "edge_engine_view_seconds_count")
+
+
 def assess(history: list[tuple[float, dict]], workers: int) -> Health:
     """Health from scrapes [(monotonic time, samples)], oldest first, the newest last."""
     if not history:
@@ -52,16 +62,15 @@ def assess(history: list[tuple[float, dict]], workers: int) -> Health:
     t_first, first = history[0]
     span = t_last - t_first
     health = Health(answering=True, error="", updated=datetime.now(timezone.utc), workers=workers,
-                    models=sorted(lb["version"] for lb, v in last.get("edge_model_info", []) if v),
+                    models=loaded_models(last),
                     queues=by(last, "edge_queue_depth", "stage"))
     if span > 0:
         inferred = total(last, "edge_frames_total", stage="worker", outcome="inferred") \
             - total(first, "edge_frames_total", stage="worker", outcome="inferred")
         health.views_s = inferred / span
-        n = total(last, "edge_engine_view_seconds_count") - total(first, "edge_engine_view_seconds_count")
-        if n > 0:
-            health.engine_ms = 1e3 * (total(last, "edge_engine_view_seconds_sum")
-                                      - total(first, "edge_engine_view_seconds_sum")) / n
+        (seconds, views), (seconds_before, views_before) = engine_time(last), engine_time(first)
+        if views > views_before:
+            health.engine_ms = 1e3 * (seconds - seconds_before) / (views - views_before)
     for name, labels, meaning in RISING:
         rose = total(last, name, **labels) - total(first, name, **labels)
         if rose > 0:

@@ -81,6 +81,18 @@ def cpu_features() -> str:
     return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:8]
 
 
+def session_options(ort, threads: int):
+    """The engine's session options: `threads` intra-op threads, one op at a time, the graph
+    optimized at load (ORT_ENABLE_ALL); bench/cpu_speed.py times sessions made with them."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
 def cpu_session(ort, onnx_path: Path, options, cache_dir: Path):
     """A CPU session of `onnx_path`, from its optimized graph saved in cache_dir (made there once)."""
     saved = Path(cache_dir) / (f"{onnx_path.stem}-{sha256(onnx_path)[:12]}-ort{ort.__version__}-"
@@ -118,12 +130,7 @@ class OnnxRuntimeEngine(Engine):
 
         providers = providers or default_providers(config, cache_dir, config.imgsz, max_batch,
                                                    ort.get_available_providers())
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = config.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options = session_options(ort, config.threads)
         try:
             self.session = (cpu_session(ort, Path(onnx_path), options, cache_dir)
                             if providers == ["CPUExecutionProvider"] else
