@@ -19,6 +19,7 @@ from pipeline.pulses import ALREADY_FIRED, CANCELLED, MISSED, OVERRULED, SCHEDUL
 from pipeline.relay import PtyPort, Relay, open_port, plc_line
 from pipeline.sockets import Endpoints, is_loopback
 from line_support import wait_for
+from bench import free_port
 
 MS = 1_000_000
 GATE = 1_000 * MS
@@ -169,7 +170,7 @@ def test_curve_encrypts_and_refuses_unknown_clients(tmp_path):
     client_public, client_secret = zmq.auth.create_certificates(keys, "worker")
     os.replace(client_public, clients / "worker.key")
     _, stranger_secret = zmq.auth.create_certificates(strangers, "stranger")
-    port = _free_port()
+    port = free_port()
 
     def endpoints(secret) -> Endpoints:
         curve = CurveConfig(server_secret=server_secret, client_secret=secret, authorized_clients=clients)
@@ -282,9 +283,5 @@ def test_systemd_notify_reaches_the_socket(tmp_path, monkeypatch):
     assert not Notifier().notify("READY=1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 

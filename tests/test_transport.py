@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -20,14 +19,11 @@ import zmq.auth
 from pipeline.config import CurveConfig, PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.sockets import Endpoints, resolve, run_dir
+from bench import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
