@@ -22,6 +22,8 @@ threads), shoulder (with the neck), body, heel and base.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,36 +59,46 @@ class Family:
 def _drawing(name: str, where: str) -> Drawing:
     draw = getattr(d, str(name), None)
     if not callable(draw) or str(name).startswith("_"):
-        raise CameraError(f"{CATALOGUE_FILE.name}: {where}: no drawing {name!r} in camera/synth_defects.py")
+        raise CameraError(f"{where}: no drawing {name!r} in camera/synth_defects.py")
     return draw
 
 
 def _zones(zones: list, where: str) -> tuple[str, ...]:
     unknown = [z for z in zones if z not in ZONES]
     if not zones or unknown:
-        raise CameraError(f"{CATALOGUE_FILE.name}: {where}: zones must be some of {', '.join(ZONES)}, got {zones}")
+        raise CameraError(f"{where}: zones must be some of {', '.join(ZONES)}, got {zones}")
     return tuple(zones)
 
 
+def _drawing_digest(data: dict) -> str:
+    """A short hash of what the renderer reads from the catalogue: every family's and
+    distractor's name, zones and drawing, in order. Synonyms, descriptions and sources
+    change no pixel, so editing them keeps older synthetic recipes renderable."""
+    drawn = [[[e["name"], e["zones"], e["drawing"]] for e in data[part]] for part in ("families", "distractors")]
+    return hashlib.sha256(json.dumps(drawn).encode()).hexdigest()[:12]
+
+
 def load_catalogue(path: Path = CATALOGUE_FILE) -> tuple[str, tuple[Family, ...], dict[str, tuple[Drawing, tuple[str, ...]]]]:
-    """(version, families, distractors) from the catalogue file, each entry checked."""
+    """(drawing digest, families, distractors) from the catalogue file, each entry checked."""
     data = yaml.safe_load(Path(path).read_text())
     sources = data["sources"]
     families = []
     for entry in data["families"]:
-        where = f"family {entry.get('name')!r}"
+        where = f"{Path(path).name}: family {entry.get('name')!r}"
         unknown = [s for s in entry["sources"] if s not in sources]
         if unknown:
-            raise CameraError(f"{Path(path).name}: {where}: unknown sources {unknown}; known: {', '.join(sources)}")
+            raise CameraError(f"{where}: unknown sources {unknown}; known: {', '.join(sources)}")
         families.append(Family(entry["name"], tuple(entry["synonyms"]), entry["description"],
                                _zones(entry["zones"], where), _drawing(entry["drawing"], where),
                                "; ".join(sources[s] for s in entry["sources"])))
-    distractors = {e["name"]: (_drawing(e["drawing"], f"distractor {e['name']!r}"),
-                               _zones(e["zones"], f"distractor {e['name']!r}")) for e in data["distractors"]}
-    return str(data["version"]), tuple(families), distractors
+    distractors = {}
+    for entry in data["distractors"]:
+        where = f"{Path(path).name}: distractor {entry['name']!r}"
+        distractors[entry["name"]] = (_drawing(entry["drawing"], where), _zones(entry["zones"], where))
+    return _drawing_digest(data), tuple(families), distractors
 
 
-CATALOGUE_VERSION, FAMILIES, DISTRACTORS = load_catalogue()
+DIGEST, FAMILIES, DISTRACTORS = load_catalogue()
 
 BY_NAME = {family.name: family for family in FAMILIES}
 NAMES = tuple(BY_NAME)

@@ -3,7 +3,9 @@
 `edge synth` writes one; `edge retrain` writes one again from the recipe a model's
 manifest recorded when the folder it was trained on is gone (a fresh install has the
 model but not its training images). The renderer is deterministic per seed, so the
-same recipe with the same RENDERER_VERSION gives the same pixels.
+same recipe with the same RENDERER_VERSION gives the same pixels; with the full
+catalogue, also the same catalogue drawings (`catalogue_digest`, checked before
+rendering again).
 
 The dataset is built in a hidden folder beside the target and renamed to it only when
 every image and label file is written, so an interrupted or failed run leaves nothing
@@ -22,6 +24,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from camera import defect_catalogue
 from camera.errors import CameraError
 from camera.frame import VIEWS
 from camera.synth import RENDERER_VERSION, GlassRenderer
@@ -45,9 +48,14 @@ class SynthRecipe:
     width: int = 700
     height: int = 820
     renderer: str = RENDERER_VERSION
+    catalogue_digest: str | None = None  # defect_catalogue.DIGEST it was rendered with (full catalogue)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "classes": list(self.classes)}
+        """JSON-ready; no `catalogue_digest` key when there is none, as in recipes older than it."""
+        data = {**asdict(self), "classes": list(self.classes)}
+        if self.catalogue_digest is None:
+            del data["catalogue_digest"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SynthRecipe":
@@ -60,6 +68,11 @@ class SynthRecipe:
     def renderer_for(self) -> GlassRenderer:
         return GlassRenderer(width=self.width, height=self.height, classes=self.classes,
                              defect_free_share=self.defect_free_share, catalogue=self.catalogue)
+
+    def as_rendered_now(self) -> "SynthRecipe":
+        """This recipe as this code renders it: this renderer and, with the full catalogue, its digest."""
+        return replace(self, renderer=RENDERER_VERSION,
+                       catalogue_digest=defect_catalogue.DIGEST if self.catalogue == "full" else None)
 
 
 def read_recipe(folder: Path) -> SynthRecipe | None:
@@ -99,6 +112,7 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def write_dataset(out: Path, recipe: SynthRecipe, progress: bool = True) -> list[LabelledImage]:
     """Render `recipe` into the new (or empty) folder `out`: images/, COCO, YOLO and recipe.json."""
+    recipe = recipe.as_rendered_now()  # what recipe.json records
     renderer = recipe.renderer_for()
     staging, created = _staging_folder(out)
     try:
@@ -127,10 +141,23 @@ def write_dataset(out: Path, recipe: SynthRecipe, progress: bool = True) -> list
 
 
 def regenerate(recipe: SynthRecipe, out: Path) -> Path:
-    """`out` holding the recipe's dataset: reused when an earlier regeneration left it there."""
-    current = replace(recipe, renderer=RENDERER_VERSION)  # what the folder will truly hold
-    if read_recipe(out) == current:
+    """`out` holding the recipe's dataset: reused when an earlier regeneration left it there.
+
+    Rendering is refused when the full catalogue's drawings changed since the recipe
+    was rendered: the same seed would give other images under the same class names. A
+    recipe without a digest (classic catalogue, or older than the digest) is not checked.
+    """
+    current = recipe.as_rendered_now()  # what rendering now gives
+    wanted = replace(current, catalogue_digest=recipe.catalogue_digest or current.catalogue_digest)
+    if read_recipe(out) == wanted:
         return out
+    if wanted != current:
+        raise CameraError(
+            f"synthetic recipe ({recipe.containers} containers, seed {recipe.seed}) was rendered with defect "
+            f"catalogue {recipe.catalogue_digest}, camera/defect_catalogue.yaml is now {current.catalogue_digest} "
+            "(a family's or distractor's name, zones or drawing changed), so its images cannot be rendered again; "
+            "restore those entries (`git log -p camera/defect_catalogue.yaml` shows the change) or put the "
+            "original synthetic folder back where it was")
     if recipe.renderer != RENDERER_VERSION:
         log.warning("recipe was rendered by renderer %s, this is %s: the regenerated images may differ",
                     recipe.renderer, RENDERER_VERSION)

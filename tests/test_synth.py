@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -297,5 +298,41 @@ def test_a_catalogue_entry_naming_an_unknown_drawing_or_zone_is_refused_with_its
     data["families"][5]["drawing"] = "stone"
     data["families"][5]["zones"] = ["lid"]
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(CameraError, match="zones must be some of finish"):
+    with pytest.raises(CameraError, match=re.escape(f"family '{data['families'][5]['name']}': zones must be some "
+                                                    "of finish, shoulder, body, heel, base, got ['lid']")):
         load_catalogue(bad)
+
+
+def test_regenerate_refuses_a_full_catalogue_recipe_whose_drawings_changed(tmp_path, monkeypatch):
+    import yaml
+
+    from camera import defect_catalogue
+    from camera.errors import CameraError
+    from camera.synth_dataset import SynthRecipe, read_recipe, regenerate, write_dataset
+
+    first = tmp_path / "first"
+    write_dataset(first, SynthRecipe(containers=1, seed=4, classes=("stone", "check"), defect_free_share=0.0,
+                                     catalogue="full", width=350, height=410), progress=False)
+    recorded = read_recipe(first)
+    assert recorded.catalogue_digest == defect_catalogue.DIGEST
+    # a recipe older than the digest loads and renders again unchecked: the same pixels
+    older = {k: v for k, v in recorded.to_dict().items() if k != "catalogue_digest"}
+    again = regenerate(SynthRecipe.from_dict(older), tmp_path / "again")
+    assert read_recipe(again) == recorded
+    image = "images/" + sorted(p.name for p in (first / "images").iterdir())[0]
+    assert (again / image).read_bytes() == (first / image).read_bytes()
+
+    data = yaml.safe_load(defect_catalogue.CATALOGUE_FILE.read_text())
+    edited = tmp_path / "catalogue.yaml"
+    data["families"][0]["synonyms"].append("greasy patch")  # words change no pixel
+    edited.write_text(yaml.safe_dump(data))
+    assert defect_catalogue.load_catalogue(edited)[0] == recorded.catalogue_digest
+    data["distractors"][0]["zones"] = ["base"]  # water drops only on the base from now on
+    edited.write_text(yaml.safe_dump(data))
+    digest = defect_catalogue.load_catalogue(edited)[0]
+    monkeypatch.setattr(defect_catalogue, "DIGEST", digest)  # as if the module had read the edited file
+    with pytest.raises(CameraError, match=f"catalogue {recorded.catalogue_digest}, camera/defect_catalogue.yaml "
+                                          f"is now {digest} .* restore those entries"):
+        regenerate(recorded, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()
+    assert regenerate(recorded, again) == again  # rendered before the edit: still the recipe's pixels

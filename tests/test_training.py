@@ -20,10 +20,11 @@ from engines.errors import EngineError
 from engines.package import ModelPackage
 from engines.training.augment import Augment
 from engines.training.datasets import CropDataset, load_labels, read_split
-from engines.training.train import epoch_batches, prepare_data, train
+from engines.training.train import Budget, epoch_batches, prepare_data, train
 from line_support import wait_for
 from storage.labels import write_coco
 from training_support import CLASSES, config, easy_dataset
+from bench import free_port
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +100,7 @@ def _ddp_rank(rank: int, data: str, out: str, port: int) -> None:
 
 
 def test_ddp_two_gloo_processes_keep_identical_parameters(data, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_rank, args=(str(data), str(tmp_path), port), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_ddp_rank, args=(str(data), str(tmp_path), free_port()), nprocs=2, join=True)
     a = torch.load(tmp_path / "rank0.pt", weights_only=True)
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name in a:
@@ -118,6 +114,34 @@ def test_ddp_two_gloo_processes_keep_identical_parameters(data, tmp_path):
 
     init = dict(build_model(RTVPConfig(scale="tiny", imgsz=160, text_dim=384)).named_parameters())
     assert sum(not torch.equal(init[k], a[k]) for k in a) > len(a) // 2
+
+
+def _budget_rank(rank: int, out: str, port: int) -> None:
+    import torch.distributed as dist
+
+    from datetime import timedelta
+
+    # a collective one rank never joins fails after the timeout instead of hanging the test
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    try:
+        clock = Budget(60.0, 0, 10, torch.device("cpu"))
+        step = 0
+        while step < 10:
+            step += 1
+            if rank == 0 and step == 3:
+                clock.start -= 3601  # only rank 0's clock passes the hour
+            if clock.spent():
+                break
+    finally:
+        dist.destroy_process_group()
+    (Path(out) / f"rank{rank}.txt").write_text(str(step))
+
+
+def test_time_budget_stops_every_rank_at_the_step_one_rank_ran_out(tmp_path):
+    """Rank 1's clock alone would run all 10 steps; rank 0's is spent at step 3: both stop there."""
+    torch.multiprocessing.spawn(_budget_rank, args=(str(tmp_path), free_port()), nprocs=2, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["3", "3"]
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -146,6 +170,14 @@ def test_bad_labels_are_reported_and_never_reach_an_epoch(data, tmp_path):
         image, target = dataset[i]
         assert image.shape == (3, 96, 96) and target["boxes"].shape[1] == 4
         assert ((target["boxes"] >= 0) & (target["boxes"] <= 96)).all()
+
+
+@pytest.mark.parametrize("command", ["train", "retrain"])
+@pytest.mark.parametrize("minutes", ["0", "-1"])
+def test_a_time_budget_of_no_minutes_is_refused(command, minutes):
+    """In Budget 0 would mean no limit and a negative budget one step: both are refused."""
+    result = CliRunner().invoke(main, [command, "--max-minutes", minutes])
+    assert result.exit_code == 2 and f"'--max-minutes': {float(minutes)} is not in the range x>0" in result.output
 
 
 def test_empty_dataset_and_missing_split_stop_before_training(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -44,10 +46,25 @@ def test_generic_share_prompts_only_defect(encode) -> None:
         PromptBank(["oil"], encode, generic_share=1.0)
 
 
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+
 def test_training_with_catalogue_prompts_ships_the_ensemble(tmp_path, encode) -> None:
     data = easy_dataset(tmp_path / "easy", containers=4)
+    coco = json.loads((data / "annotations.json").read_text())
+    as_family = {"dark square": "black spot", "bright ring": "bubble"}  # catalogue families, as they look
+    for category in coco["categories"]:
+        category["name"] = as_family[category["name"]]
+    (data / "annotations.json").write_text(json.dumps(coco))
     result = train(config(data, tmp_path / "run", max_steps=3, prompts="catalogue", generic_share=0.5))
-    expected = PromptBank(["dark square", "bright ring"], encode, mode="catalogue").ensemble()
-    np.testing.assert_allclose(result.package.embeddings(), expected, atol=1e-3)  # fp16 rounding at most
+    shipped = result.package.embeddings()
+    assert result.package.vocabulary == ("black spot", "bubble")
+    # each family's texts (name, synonyms, description) encoded, averaged, normalised again
+    expected = np.stack([_unit(_unit(encode(list(family(name).prompts))).mean(axis=0))
+                         for name in result.package.vocabulary])
+    np.testing.assert_allclose(shipped, expected, atol=1e-3)  # fp16 rounding at most
+    bare = _unit(encode(list(result.package.vocabulary)))
+    assert (np.sum(shipped * bare, axis=1) < 0.95).all()  # far from the names alone
     assert result.package.manifest["training"]["prompts"] == "catalogue"
     assert all(np.isfinite(h["loss"]) for h in result.history if "loss" in h)

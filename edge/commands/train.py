@@ -46,7 +46,7 @@ from engines.training.train import SCALES, TrainConfig
 @click.option("--version", default=None, help="Version name of the package (default: MODEL-<UTC time>).")
 @click.option("--half-weights", is_flag=True, help="Store fp16 weights in the package (half the size).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps (a time budget).")
-@click.option("--max-minutes", type=float, default=None,
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after the step that passes this many minutes; --resume continues the schedule.")
 def command(**options) -> None:
     """Train an RTVP detector on labelled views and write a model package into OUT.

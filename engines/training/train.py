@@ -152,6 +152,20 @@ def _distributed() -> tuple[int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), started
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """`flag` on any rank, given to every rank (one all-reduce); just `flag` in a single process.
+
+    Ranks whose clocks decide apart stop at different steps, and the ones still running
+    hang in the next gradient sync or barrier. Every rank must call this at the same
+    step; `device` is where NCCL wants the tensor (CPU under gloo).
+    """
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    votes = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())
+
+
 def prepare_data(cfg: TrainConfig):
     """Labels, vocabulary and validation set, all checked before a model is built."""
     labels = load_labels(cfg.data)
@@ -285,7 +299,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, data, progress_file: Progres
     loader_rng = torch.Generator()  # so that building a loader does not draw from the global RNG
 
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=rank != 0 or not cfg.progress)
-    clock = Budget(cfg.max_minutes, step, total)
+    clock = Budget(cfg.max_minutes, step, total, device)
     epoch, stopped = step // steps_per_epoch, False
     while step < total and not stopped:
         dataset.epoch = epoch
@@ -359,15 +373,16 @@ def _train(cfg: TrainConfig, rank: int, world: int, data, progress_file: Progres
 class Budget:
     """Time left: the ETA from this session's step rate, capped by `max_minutes`."""
 
-    def __init__(self, max_minutes: float | None, step: int, total: int) -> None:
+    def __init__(self, max_minutes: float | None, step: int, total: int, device: torch.device) -> None:
         self.limit = max_minutes * 60 if max_minutes else None
-        self.start, self.first, self.total = time.monotonic(), step, total
+        self.start, self.first, self.total, self.device = time.monotonic(), step, total, device
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
     def spent(self) -> bool:
-        return self.limit is not None and self.elapsed() >= self.limit
+        """Whether to stop now; under torchrun every rank gets the same answer (see `any_rank`)."""
+        return self.limit is not None and any_rank(self.elapsed() >= self.limit, self.device)
 
     def eta(self, step: int) -> float:
         done = max(step - self.first, 1)
