@@ -1,0 +1,95 @@
+"""How narrow must RTVP be to run as fast as YOLOv8n on a CPU? Untrained graphs, timed.
+
+    python -m bench.rtvp_widths --reference yolov8n.onnx [--runs 8] [--threads N]
+
+Builds the deploy graph of the shipped scales (tiny, n) and of in-between widths that
+exist only here (random weights: latency does not depend on them), exports each to ONNX
+at 640 px with a dynamic batch, and times them against a YOLOv8n ONNX file in one ONNX
+Runtime with the engine's session options, calls interleaved round-robin, batch 1 and 6,
+ms/view of the graph alone. It answers which parts must shrink before training anything:
+a width that is not fast enough untrained will not be fast trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.engines import hardware, percentile
+from engines.rtvp import expert, model, sam_encoder
+from engines.rtvp.sam_encoder import TinyViTSpec
+from engines.runtimes.onnxruntime import session_options
+
+SMALL_VIT = TinyViTSpec((16, 32, 48, 96), (1, 1, 1, 1), (1, 1, 2, 3), out_chans=64, mbconv_expand_ratio=2)
+# name: (expert/neck/head (depth, width, max channels), SAM encoder, reconstruction decoder width).
+# The in-between scales are registered in the model's scale tables for this process only.
+WIDTHS = {
+    "n-smallvit": (expert.SCALES["n"], SMALL_VIT, 16),
+    "w0.1875": ((0.33, 0.1875, 1024), TinyViTSpec((24, 48, 64, 128), (1, 1, 1, 1), (1, 2, 2, 4), out_chans=96,
+                                                   mbconv_expand_ratio=2), 32),
+    "w0.1875-smallvit": ((0.33, 0.1875, 1024), SMALL_VIT, 16),
+    "w0.125-d0.33-smallvit": ((0.33, 0.125, 1024), SMALL_VIT, 16),
+}
+
+
+def deploy_graph(scale: str, path: Path) -> float:
+    """Export an untrained RTVP of `scale` (5 prompts) to `path`; its parameters in millions."""
+    config = model.RTVPConfig(scale="n")
+    config.scale, config.decoder_width = scale, model.DECODER_WIDTH[scale]
+    rtvp = model.RTVP(config).eval()
+    deploy = rtvp.deploy(torch.randn(5, config.text_dim)).eval()
+    graph = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
+        torch.onnx.export(deploy, (torch.zeros(1, 3, 640, 640),), graph, dynamo=False, opset_version=17,
+                          input_names=["images"], output_names=["boxes", "scores"],
+                          dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}})
+    path.write_bytes(graph.getvalue())
+    return sum(p.numel() for p in rtvp.parameters()) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, required=True, help="a YOLOv8n ONNX file (dynamic batch)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--runs", type=int, default=8)
+    args = parser.parse_args()
+    import onnxruntime as ort
+
+    for name, (widths, vit, decoder) in WIDTHS.items():
+        expert.SCALES[name], sam_encoder.REDUCED[name], model.DECODER_WIDTH[name] = widths, vit, decoder
+    sessions = {"yolov8n": ort.InferenceSession(str(args.reference), session_options(ort, args.threads),
+                                                providers=["CPUExecutionProvider"])}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in ("n", *WIDTHS, "tiny"):
+            path = Path(tmp) / f"{scale}.onnx"
+            millions = deploy_graph(scale, path)
+            sessions[f"rtvp-{scale} ({millions:.2f} M)"] = ort.InferenceSession(
+                str(path), session_options(ort, args.threads), providers=["CPUExecutionProvider"])
+    print(f"machine: {hardware()}; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"onnxruntime {ort.__version__} CPU, {args.threads} threads, 640 px, {args.runs} interleaved runs "
+          "after 1 warm-up call, ms/view p50")
+    for batch in (1, 6):
+        images = np.random.default_rng(0).random((batch, 3, 640, 640), dtype=np.float32)
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        for round_ in range(args.runs + 1):
+            for name, session in sessions.items():
+                began = time.perf_counter()
+                session.run(None, {session.get_inputs()[0].name: images})
+                if round_:
+                    times[name].append((time.perf_counter() - began) * 1000 / batch)
+        for name, values in times.items():
+            print(f"batch {batch}  {name:<36} {percentile(values, 50):7.1f}")
+    print(f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
