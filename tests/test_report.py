@@ -1,19 +1,19 @@
 """The shift report: a synthetic shift with one bad cavity through the storage writer (real
 SQLite, images in the store), `edge report` to one HTML file, rendered in Debian's headless
-chromium; its counts equal `edge db stats --json`. The screenshot goes to docs/statistics/."""
+chromium; its counts equal `edge db stats --json`. With EDGE_UPDATE_SCREENSHOTS=1 its
+screenshot goes to docs/statistics/."""
 
 from __future__ import annotations
 
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from decision_support import decide, decision_book, write_config
-from ui_support import CHROMEDRIVER, CHROMIUM, chromium
+from ui_support import CHROMEDRIVER, CHROMIUM, chromium, save_screenshot
 
 from storage.moulds import delivered
 from edge.cli import main
@@ -22,8 +22,6 @@ from pipeline import metrics
 from pipeline.writer import RecorderAdapter
 from storage.synthetic import view_image
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "statistics"
 CONTAINERS = 1600
 SPACING_S = 4.5  # two hours of a slow line
 
@@ -105,7 +103,6 @@ def test_report_renders_in_chromium(shift):
         assert len(driver.find_elements(By.TAG_NAME, "svg")) >= 3
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1200, min(height + 100, 6000))
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(SHOTS / "report.png"))
+        save_screenshot(driver, "statistics/report.png")
     finally:
         driver.quit()

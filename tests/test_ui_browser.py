@@ -1,6 +1,7 @@
 """The operator station in a real browser against a running line: Debian's chromium, headless,
 driven by selenium, on `edge ui` beside a real supervisor (synthetic cameras, simulated gate,
-a scripted engine, SQLite, the relay on a pty). Screenshots of every page go to docs/operator/."""
+a scripted engine, SQLite, the relay on a pty). With EDGE_UPDATE_SCREENSHOTS=1,
+screenshots of every page go to docs/operator/."""
 
 from __future__ import annotations
 
@@ -26,12 +27,11 @@ from storage.draw import colour
 from storage.db import open_database
 from engines.registry import Registry
 from line_support import db_rows, wait_for
-from ui_support import (CHROMEDRIVER, CHROMIUM, child_env, chromium, start_line, start_ui, stop,
+from ui_support import (CHROMEDRIVER, CHROMIUM, child_env, chromium, save_screenshot, start_line, start_ui, stop,
                         write_config)
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "operator"
 CONTAINERS = 45
 PASSWORD = "correct horse"
 # Records the moment each reject card is inserted, in the browser's clock (the same machine's).
@@ -65,8 +65,7 @@ def line(tmp_path_factory):
 
 
 def shot(driver, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    save_screenshot(driver, f"operator/{name}.png")
 
 
 def sign_in(driver, url: str, name: str, password: str) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,17 @@ import yaml
 from line_support import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def save_screenshot(driver, docs_path: str) -> Path:
+    """A page's picture: into docs/<docs_path> with EDGE_UPDATE_SCREENSHOTS=1 (refreshing what
+    the docs show), else under the temp folder, so a test run leaves the working tree as it was."""
+    root = ROOT / "docs" if os.environ.get("EDGE_UPDATE_SCREENSHOTS") == "1" else \
+        Path(tempfile.gettempdir()) / "edge-screenshots"
+    target = root / docs_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(target)), f"chromium wrote no screenshot to {target}"
+    return target
 TESTS = Path(__file__).resolve().parent
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 VOCABULARY = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
