@@ -3,8 +3,8 @@
     python -m bench.rtvp_widths --reference yolov8n.onnx [--runs 8] [--threads N]
 
 Builds the deploy graph of the shipped scales (tiny, n) and of in-between widths that
-exist only here (random weights: latency does not depend on them), exports each to ONNX
-at 640 px with a dynamic batch, and times them against a YOLOv8n ONNX file in one ONNX
+exist only here (random weights: latency does not depend on them), exports each as `edge`
+does (engines/export.py, 640 px, dynamic batch), and times them against a YOLOv8n ONNX file in one ONNX
 Runtime with the engine's session options, calls interleaved round-robin, batch 1 and 6,
 ms/view of the graph alone. It answers which parts must shrink before training anything:
 a width that is not fast enough untrained will not be fast trained.
@@ -13,18 +13,16 @@ a width that is not fast enough untrained will not be fast trained.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from bench.engines import hardware, percentile
-from engines.rtvp import expert, model, sam_encoder
+from bench.engines import hardware, percentile, untrained_package
+from engines.export import export_onnx
+from engines.rtvp import RTVPConfig, build_model, expert, model, sam_encoder
 from engines.rtvp.sam_encoder import TinyViTSpec
 from engines.runtimes.onnxruntime import session_options
 
@@ -40,20 +38,12 @@ WIDTHS = {
 }
 
 
-def deploy_graph(scale: str, path: Path) -> float:
-    """Export an untrained RTVP of `scale` (5 prompts) to `path`; its parameters in millions."""
-    config = model.RTVPConfig(scale="n")
-    config.scale, config.decoder_width = scale, model.DECODER_WIDTH[scale]
-    rtvp = model.RTVP(config).eval()
-    deploy = rtvp.deploy(torch.randn(5, config.text_dim)).eval()
-    graph = io.BytesIO()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
-        torch.onnx.export(deploy, (torch.zeros(1, 3, 640, 640),), graph, dynamo=False, opset_version=17,
-                          input_names=["images"], output_names=["boxes", "scores"],
-                          dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}})
-    path.write_bytes(graph.getvalue())
-    return sum(p.numel() for p in rtvp.parameters()) / 1e6
+def deploy_graph(scale: str, folder: Path) -> tuple[Path, float]:
+    """An untrained RTVP of `scale` exported as `edge` exports it (640 px, dynamic batch):
+    the ONNX file and the parameters in millions."""
+    package = untrained_package(folder, scale, 640)
+    onnx = export_onnx(package, folder / f"{scale}.onnx", imgsz=640)
+    return onnx, sum(p.numel() for p in build_model(RTVPConfig(scale=scale)).parameters()) / 1e6
 
 
 def main() -> None:
@@ -70,8 +60,7 @@ def main() -> None:
                                                 providers=["CPUExecutionProvider"])}
     with tempfile.TemporaryDirectory() as tmp:
         for scale in ("n", *WIDTHS, "tiny"):
-            path = Path(tmp) / f"{scale}.onnx"
-            millions = deploy_graph(scale, path)
+            path, millions = deploy_graph(scale, Path(tmp))
             sessions[f"rtvp-{scale} ({millions:.2f} M)"] = ort.InferenceSession(
                 str(path), session_options(ort, args.threads), providers=["CPUExecutionProvider"])
     print(f"machine: {hardware()}; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
