@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.engines import hardware, percentile, synthetic_views
+from bench.engines import hardware, interleaved_ms_per_view, percentile, synthetic_views
 from engines.config import EngineConfig
 from engines.package import ONNX, ModelPackage
 from engines.preprocess import letterbox_into
@@ -124,13 +124,7 @@ def main() -> None:
                 prepared[size] = np.empty((batch, 3, size, size), np.float32)
                 letterbox_into(views[:batch], prepared[size])
             feeds = {name: {s.get_inputs()[0].name: prepared[graphs[name][1]]} for name, s in sessions.items()}
-            times: dict[str, list[float]] = {name: [] for name in sessions}
-            for round_ in range(args.runs + 2):
-                for name, s in sessions.items():
-                    began = time.perf_counter()
-                    s.run(None, feeds[name])
-                    if round_ >= 2:
-                        times[name].append((time.perf_counter() - began) * 1000 / batch)
+            times = interleaved_ms_per_view(sessions, feeds, batch, args.runs)
             for name, values in times.items():
                 print(f"{name:<28} {graphs[name][1]:>4} {batch:>5} {percentile(values, 50):>12.1f} "
                       f"{percentile(values, 99):>12.1f}   "

@@ -80,6 +80,20 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def interleaved_ms_per_view(sessions: dict, feeds: dict[str, dict], batch: int, runs: int,
+                            warmup: int = 2) -> dict[str, list[float]]:
+    """ONNX Runtime sessions timed round-robin (one call of each per round, so a shared
+    machine's load falls on all alike): ms per view of each timed call, after `warmup` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for round_ in range(warmup + runs):
+        for name, session in sessions.items():
+            began = time.perf_counter()
+            session.run(None, feeds[name])
+            if round_ >= warmup:
+                times[name].append((time.perf_counter() - began) * 1000 / batch)
+    return times
+
+
 def measure(call, runs: int, warmup: int = 2) -> list[float]:
     """Milliseconds per call (monotonic clock), after `warmup` untimed calls."""
     for _ in range(warmup):

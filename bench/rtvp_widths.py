@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.engines import hardware, percentile, untrained_package
+from bench.engines import hardware, interleaved_ms_per_view, percentile, untrained_package
 from engines.export import export_onnx
 from engines.rtvp import RTVPConfig, build_model, expert, model, sam_encoder
 from engines.rtvp.sam_encoder import TinyViTSpec
@@ -68,13 +67,8 @@ def main() -> None:
           "after 1 warm-up call, ms/view p50")
     for batch in (1, 6):
         images = np.random.default_rng(0).random((batch, 3, 640, 640), dtype=np.float32)
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for round_ in range(args.runs + 1):
-            for name, session in sessions.items():
-                began = time.perf_counter()
-                session.run(None, {session.get_inputs()[0].name: images})
-                if round_:
-                    times[name].append((time.perf_counter() - began) * 1000 / batch)
+        feeds = {name: {session.get_inputs()[0].name: images} for name, session in sessions.items()}
+        times = interleaved_ms_per_view(sessions, feeds, batch, args.runs, warmup=1)
         for name, values in times.items():
             print(f"batch {batch}  {name:<36} {percentile(values, 50):7.1f}")
     print(f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
