@@ -112,6 +112,14 @@ def test_container_rates_and_target_threshold():
     assert report["at_target"]["false_reject_rate"] == 0.0
 
 
+def test_any_defect_counts_boxes_outside_the_vocabulary():
+    labels, dets = container_case()  # the defective containers hold oil, which "bubble" does not name
+    assert not Containers.build(labels, dets, ("bubble",)).defective.any()
+    held_out = Containers.build(labels, dets, ("bubble",), any_defect=True)
+    assert held_out.defective.tolist() == [False] * 4 + [True] * 4
+    assert held_out.rates(np.array([0.5]))["escape_rate"] == 1.0  # nothing prompted finds oil
+
+
 def test_calibration_holds_the_false_reject_budget():
     labels, dets = container_case()
     containers = Containers.build(labels, dets, ("oil", "bubble"))

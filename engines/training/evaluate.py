@@ -114,7 +114,11 @@ class Containers:
     scores: np.ndarray  # (C, K) float, 0 where a class was never detected
 
     @classmethod
-    def build(cls, labels: LabelSet, detections: list[Detections], vocabulary: tuple[str, ...]) -> "Containers":
+    def build(cls, labels: LabelSet, detections: list[Detections], vocabulary: tuple[str, ...], *,
+              any_defect: bool = False) -> "Containers":
+        """`any_defect`: a container with any labelled box is defective, its class named in
+        `vocabulary` or not (a held-out family the model is not prompted with must still be
+        rejected); otherwise only boxes of vocabulary classes count."""
         keys: dict = {}
         for image in labels.images:
             keys.setdefault(container_key(image), len(keys))
@@ -124,7 +128,7 @@ class Containers:
         index = {name: k for k, name in enumerate(vocabulary)}
         for image, dets in zip(labels.images, detections):
             c = keys[container_key(image)]
-            defective[c] |= any(name in names for name in image.classes)
+            defective[c] |= any(any_defect or name in names for name in image.classes)
             for score, name in zip(dets.scores.tolist(), dets.names()):
                 if name in index:
                     scores[c, index[name]] = max(scores[c, index[name]], score)
