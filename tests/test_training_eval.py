@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from engines.detections import Detections
-from engines.training.evaluate import Containers, coco_metrics, line_metrics
+from engines.training.evaluate import Containers, coco_metrics, line_metrics, stored_thresholds
 from storage.labels import LabelledImage, LabelSet, write_coco
 
 VOCAB = ("oil", "bubble", "black spot")
@@ -118,6 +118,15 @@ def test_any_defect_counts_boxes_outside_the_vocabulary():
     held_out = Containers.build(labels, dets, ("bubble",), any_defect=True)
     assert held_out.defective.tolist() == [False] * 4 + [True] * 4
     assert held_out.rates(np.array([0.5]))["escape_rate"] == 1.0  # nothing prompted finds oil
+
+
+def test_stored_thresholds_never_reject_what_calibration_passed():
+    good = np.float32(0.0780645)  # the highest score on a good container
+    exact = np.nextafter(good, np.float32(1))  # what calibration sets: just above it
+    stored = stored_thresholds(np.array([exact, 0.05, 0.5], np.float32))
+    assert stored[0] == pytest.approx(0.07807)  # rounding to nearest gave 0.07806: below the good score
+    assert not good >= np.float32(stored[0])
+    assert stored[1:].tolist() == [0.05, 0.5]  # values already at 5 decimals stay
 
 
 def test_calibration_holds_the_false_reject_budget():

@@ -193,6 +193,16 @@ class Containers:
             thresholds = best[2]
 
 
+def stored_thresholds(thresholds: np.ndarray, decimals: int = 5) -> np.ndarray:
+    """Calibrated thresholds as a manifest keeps them: rounded, but never below the float32
+    value the calibration chose. Rounding to nearest once turned 0.0780645 into 0.07806,
+    and the stored threshold rejected 2 of the 19 good containers it had been set to pass."""
+    exact = np.asarray(thresholds, np.float32)
+    stored = np.round(exact.astype(np.float64), decimals)
+    low = stored.astype(np.float32) < exact
+    return np.round(np.where(low, stored + 10.0 ** -decimals, stored), decimals)
+
+
 def line_metrics(containers: Containers, vocabulary: tuple[str, ...], configured: dict[str, float],
                  default: float, target_fr: float) -> dict:
     """Escape and false-reject rates at the configured thresholds and at the target."""

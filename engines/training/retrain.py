@@ -24,7 +24,7 @@ from engines.errors import EngineError
 from engines.package import ModelPackage
 from engines.training.datasets import (load_labels, read_split, require_images, restrict,
                                        split_containers)
-from engines.training.evaluate import EVAL_THRESHOLD, evaluate, pct
+from engines.training.evaluate import EVAL_THRESHOLD, evaluate, pct, stored_thresholds
 from engines.training.progress import ProgressFile
 from storage.labels import LabelledImage, LabelSet, container_key
 from engines.registry import Registry, new_version
@@ -63,9 +63,9 @@ def evaluate_package(package: ModelPackage, data: Path | LabelSet, engine_config
     finally:
         engine.close()
     if calibrate:
-        thresholds = containers.calibrate(target_fr)
-        named = {n: round(float(t), 5) for n, t in zip(vocab, thresholds)}
-        metrics["calibrated"] = {**containers.rates(thresholds), "thresholds": named}
+        thresholds = stored_thresholds(containers.calibrate(target_fr))
+        named = {n: float(t) for n, t in zip(vocab, thresholds)}
+        metrics["calibrated"] = {**containers.rates(thresholds.astype(np.float32)), "thresholds": named}
         package.update(thresholds={**package.thresholds, **named},
                        calibration={"target_false_reject_rate": target_fr, "data": str(data),
                                     **{k: metrics["calibrated"][k] for k in ("escape_rate", "false_reject_rate")}})
