@@ -30,7 +30,8 @@ class EngineConfig(Section):
     imgsz: int = Field(default=640, ge=64, description="Model input size; a multiple of 32.")
     threads: int = Field(default=2, ge=1, description="Intra-op threads (ONNX Runtime, torch).")
     precision: Literal["fp32", "fp16", "int8"] = "fp16"
-    iou: float = Field(default=0.7, gt=0, le=1)
+    iou: float = Field(default=0.5, gt=0, le=1, description=(
+        "NMS overlap within a class; 0.5 keeps fewer pieces of one long thread than 0.7 (docs/training.md)."))
     max_det: int = Field(default=300, ge=1, description="Detections kept per view at most.")
     default_threshold: Score = 0.5
     thresholds: dict[str, Score] = Field(
