@@ -128,7 +128,7 @@ class Containers:
         index = {name: k for k, name in enumerate(vocabulary)}
         for image, dets in zip(labels.images, detections):
             c = keys[container_key(image)]
-            defective[c] |= any(any_defect or name in names for name in image.classes)
+            defective[c] |= bool(image.classes) if any_defect else any(name in names for name in image.classes)
             for score, name in zip(dets.scores.tolist(), dets.names()):
                 if name in index:
                     scores[c, index[name]] = max(scores[c, index[name]], score)

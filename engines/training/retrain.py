@@ -65,7 +65,7 @@ def evaluate_package(package: ModelPackage, data: Path | LabelSet, engine_config
     if calibrate:
         thresholds = stored_thresholds(containers.calibrate(target_fr))
         named = {n: float(t) for n, t in zip(vocab, thresholds)}
-        metrics["calibrated"] = {**containers.rates(thresholds.astype(np.float32)), "thresholds": named}
+        metrics["calibrated"] = {**containers.rates(thresholds), "thresholds": named}
         package.update(thresholds={**package.thresholds, **named},
                        calibration={"target_false_reject_rate": target_fr, "data": str(data),
                                     **{k: metrics["calibrated"][k] for k in ("escape_rate", "false_reject_rate")}})
