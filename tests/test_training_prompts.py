@@ -46,6 +46,22 @@ def test_generic_share_prompts_only_defect(encode) -> None:
         PromptBank(["oil"], encode, generic_share=1.0)
 
 
+def test_name_share_keeps_the_name_on_that_share_and_weights_the_ensemble_alike(encode) -> None:
+    bank = PromptBank(["oil", "dark square"], encode, mode="catalogue", name_share=0.7)
+    oil = bank.rows[0]
+    draws = [bank.sample(1, step)[0][0] for step in range(400)]
+    by_name = sum(np.allclose(row, oil[0], atol=1e-6) for row in draws)
+    assert 240 <= by_name <= 320  # 70% of 400, give or take sampling noise
+    others = {int(np.argmax(oil @ row)) for row in draws}
+    assert others == set(range(len(oil)))  # synonyms and description still drawn
+    weights = np.array([0.7] + [0.3 / (len(oil) - 1)] * (len(oil) - 1))
+    np.testing.assert_allclose(bank.ensemble()[0], _unit(weights @ oil), atol=1e-5)
+    uniform = PromptBank(["oil"], encode, mode="catalogue").ensemble()[0]
+    assert oil[0] @ bank.ensemble()[0] > oil[0] @ uniform  # the shipped prompt leans to the name
+    with pytest.raises(ValueError, match="name_share"):
+        PromptBank(["oil"], encode, mode="catalogue", name_share=1.5)
+
+
 def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
 

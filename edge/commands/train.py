@@ -35,6 +35,11 @@ from engines.training.train import SCALES, TrainConfig
                    "(camera/defect_catalogue.yaml); the package ships their average.")
 @click.option("--generic-share", type=float, default=0.0, show_default=True,
               help='Share of steps that prompt only "defect", with every box labelled by it.')
+@click.option("--name-share", type=click.FloatRange(0, 1), default=None,
+              help="With --prompts catalogue: share of class prompts that use the name, the rest "
+                   "synonyms and description (default: all texts alike).")
+@click.option("--init", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Start from this model package's weights (fine-tuning); its version is the parent.")
 @click.option("--text-ckpt", type=click.Path(path_type=Path, exists=True), default=None,
               help="Local CLIP checkpoint folder (with --text-encoder clip).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/train"),
@@ -56,9 +61,12 @@ def command(**options) -> None:
     Label problems (corrupt image, box outside the image, unknown class) are skipped
     before the first step and listed in OUT/skipped.txt.
     """
+    from engines.package import ModelPackage
     from engines.training.train import train
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if options["init"] is not None:
+        options["parent"] = ModelPackage.load(options["init"]).version
     result = train(TrainConfig(**options))
     if result.stopped:
         click.echo(f"stopped on the time budget (--max-minutes {options['max_minutes']:g}); "

@@ -70,6 +70,7 @@ class TrainConfig:
     text_encoder: str = "minilm"
     prompts: str = "names"  # "catalogue": sample a name, synonym or description per class per step
     generic_share: float = 0.0  # share of steps prompting only "defect", every box labelled by it
+    name_share: float | None = None  # share of class prompts by name (None: name, synonyms, description alike)
     text_ckpt: Path | None = None
     init: Path | None = None  # a model package to start from (fine-tuning)
     resume: bool = False
@@ -238,7 +239,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, data, progress_file: Progres
         (cfg.out / "skipped.txt").write_text("\n".join(labels.skipped + val.skipped) + "\n")
         log.warning("%d label problems skipped; see %s", len(labels.skipped), cfg.out / "skipped.txt")
     bank = PromptBank(vocabulary, TextEncoder(kind=cfg.text_encoder, checkpoint=cfg.text_ckpt).encode, cfg.prompts,
-                      cfg.generic_share)
+                      cfg.generic_share, cfg.name_share)
     embeddings = bank.ensemble()  # validation and the package use the ensemble
     text = torch.from_numpy(embeddings).to(device)
 
