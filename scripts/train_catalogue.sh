@@ -5,8 +5,8 @@
 # its name on half the steps and otherwise by a synonym or its one-line description; 10% of
 # steps prompt "defect" alone. Starting from the five-class model keeps what it learnt of
 # those five (a catalogue model trained from scratch at this budget lost two thirds of its
-# AP on them, docs/training.md), and 4,000 steps of 8 crops of 256 px on 1,200 containers
-# take about 70 minutes of a quiet 2-core CPU. Its figures on the paper's five classes are
+# AP on them, docs/training.md), and 3,000 steps of 8 crops of 256 px on 1,200 containers
+# take about 75 minutes of a quiet 2-core CPU (1.5 s a step). Its figures on the paper's five classes are
 # measured on the very same test views as models/rtvp-n-synth's. Re-running resumes from
 # the last checkpoint (every 100 steps) and skips what is done.
 #
@@ -31,7 +31,7 @@ if [ ! -f "$WORK/n/$NAME/manifest.json" ]; then
   RESUME=()
   [ -f "$WORK/n/last.pt" ] && RESUME=(--resume)
   edge train --data "$WORK/train" --val "$WORK/val_mini" --init models/rtvp-n-synth --lr 0.001 \
-    --epochs 20 --max-steps 4000 --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 20 \
+    --epochs 20 --max-steps 3000 --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 20 \
     --save-every 100 --half-weights --prompts catalogue --name-share 0.5 --generic-share 0.1 \
     --version "$NAME" --out "$WORK/n" "${RESUME[@]}"
 fi

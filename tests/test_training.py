@@ -54,16 +54,17 @@ def test_tiny_model_two_epochs_writes_a_verified_package(data, tmp_path):
 
 def test_init_starts_from_a_package_and_records_it_as_parent(data, tmp_path):
     base = train(config(data, tmp_path / "base", version="base-1")).package
-    args = ["train", "--data", str(data), "--model", "rtvp-tiny", "--crop", "96", "--batch", "4", "--imgsz", "160",
+    args = ["train", "--data", str(data), "--crop", "96", "--batch", "4", "--imgsz", "160",
             "--threads", "1", "--max-steps", "2", "--lr", "0", "--version", "tuned-1"]
     result = CliRunner().invoke(main, [*args, "--init", str(base.path), "--out", str(tmp_path / "tuned")])
     assert result.exit_code == 0, result.output
     tuned = ModelPackage.load(tmp_path / "tuned" / "tuned-1")
     assert tuned.manifest["parent"] == "base-1"
+    assert tuned.manifest["training"]["model"] == "rtvp-tiny"  # the package's scale, not --model's default
     learnt = {k: v for k, v in base.state_dict().items() if v.is_floating_point() and "running" not in k}
     after = tuned.state_dict()
     assert all(torch.allclose(after[k].float(), v.float(), atol=1e-6) for k, v in learnt.items())  # lr 0
-    fresh = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "fresh")])
+    fresh = CliRunner().invoke(main, [*args, "--model", "rtvp-tiny", "--out", str(tmp_path / "fresh")])
     assert fresh.exit_code == 0, fresh.output
     other = ModelPackage.load(tmp_path / "fresh" / "tuned-1").state_dict()
     assert not all(torch.allclose(other[k].float(), v.float(), atol=1e-6) for k, v in learnt.items())

@@ -65,8 +65,9 @@ def command(**options) -> None:
     from engines.training.train import train
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if options["init"] is not None:
-        options["parent"] = ModelPackage.load(options["init"]).version
+    if options["init"] is not None:  # the package's architecture wins over --model
+        start = ModelPackage.load(options["init"])
+        options["parent"], options["model"] = start.version, f"rtvp-{start.arch['scale']}"
     result = train(TrainConfig(**options))
     if result.stopped:
         click.echo(f"stopped on the time budget (--max-minutes {options['max_minutes']:g}); "
