@@ -19,6 +19,10 @@ def test_splits_rotate_over_the_whole_catalogue() -> None:
     splits = [held_out(k, 3) for k in range(3)]
     assert sorted(n for s in splits for n in s) == sorted(NAMES)  # each family held out exactly once
     assert all(len(s) >= 5 for s in splits)
+    seen = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
+    from_seen = [held_out(k, 3, seen) for k in range(3)]  # fine-tuning a model that knows five
+    assert sorted(n for s in from_seen for n in s) == sorted(set(NAMES) - set(seen))
+    assert all(len(s) == 4 for s in from_seen)
 
 
 def test_held_out_escape_counts_every_held_out_container(tmp_path, model) -> None:

@@ -10,6 +10,11 @@ families, with the model prompted by its base names plus the held-out names, and
 base names alone. Every stage is skipped when its output exists and training resumes
 from its checkpoint, so re-running after a kill continues (nohup-friendly).
 
+With `--init PACKAGE` each split fine-tunes that model, as scripts/train_catalogue.sh does
+for the shipped one; the families it was trained on are then always base families (a
+model that has seen a family cannot be asked to find it unseen), and the splits rotate over
+the others.
+
     python -m engines.training.leave_families_out WORK [--splits 3 --containers 400 --steps 4000]
 """
 
@@ -29,8 +34,9 @@ from engines.training.evaluate import EVAL_THRESHOLD, Containers, line_metrics, 
 log = logging.getLogger(__name__)
 
 
-def held_out(split: int, splits: int) -> tuple[str, ...]:
-    return NAMES[split::splits]
+def held_out(split: int, splits: int, seen: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every `splits`-th catalogue family from `split` on, among those the starting model has not `seen`."""
+    return tuple(n for n in NAMES if n not in seen)[split::splits]
 
 
 def held_out_escape(package: ModelPackage, data: Path, vocabularies: dict[str, tuple[str, ...]],
@@ -61,7 +67,7 @@ def held_out_escape(package: ModelPackage, data: Path, vocabularies: dict[str, t
 
 def run(work: Path, splits: int, containers: int, test_containers: int, escape_containers: int, steps: int,
         crop: int, batch: int, imgsz: int, threads: int, model: str, seed: int, generic_share: float,
-        runtime: str) -> dict:
+        runtime: str, init: Path | None = None, name_share: float | None = None, lr: float = 2e-3) -> dict:
     from engines.training.retrain import evaluate_package
     from engines.training.train import TrainConfig, train
 
@@ -70,9 +76,13 @@ def run(work: Path, splits: int, containers: int, test_containers: int, escape_c
     for folder, count, s in ((data, containers, seed), (test, test_containers, seed + 1)):
         if not (folder / "annotations.json").is_file():
             write_dataset(folder, SynthRecipe(containers=count, seed=s, classes=NAMES, catalogue="full"))
+    seen: tuple[str, ...] = ()
+    if init:  # the package's families stay base; its architecture wins over `model`
+        start = ModelPackage.load(init)
+        seen, model = start.vocabulary, f"rtvp-{start.arch['scale']}"
     results = {}
     for k in range(splits):
-        novel = held_out(k, splits)
+        novel = held_out(k, splits, seen)
         base = tuple(n for n in NAMES if n not in novel)
         out, split_file = work / f"split{k}", work / f"split{k}.json"
         out.mkdir(exist_ok=True)
@@ -81,7 +91,7 @@ def run(work: Path, splits: int, containers: int, test_containers: int, escape_c
         if not (package_dir / "manifest.json").is_file():
             train(TrainConfig(data=data, out=out, model=model, epochs=10_000, max_steps=steps, crop=crop,
                               batch=batch, imgsz=imgsz, threads=threads, split=split_file, prompts="catalogue",
-                              generic_share=generic_share,
+                              generic_share=generic_share, name_share=name_share, init=init, lr=lr,
                               save_every=100, val_every=10_000, version=f"base{k}", seed=seed,
                               resume=(out / "last.pt").is_file()))
         engine_config = EngineConfig(runtime=runtime, imgsz=imgsz, threads=threads)
@@ -128,6 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="rtvp-n")
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--generic-share", type=float, default=0.15)
+    parser.add_argument("--name-share", type=float, default=None,
+                        help="share of class prompts by name (default: name, synonyms, description alike)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="fine-tune this model package per split; its families are never held out")
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--runtime", default="onnxruntime", help="for the evaluation (torch: no ONNX export)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
