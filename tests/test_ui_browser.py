@@ -25,7 +25,7 @@ from edge.ui.users import add_user
 from engines.training.progress import Progress, write_progress
 from storage.draw import colour
 from storage.db import open_database
-from engines.registry import Registry
+from engines.registry import DEFAULT_MODEL, Registry
 from line_support import db_rows, wait_for
 from ui_support import (CHROMEDRIVER, CHROMIUM, child_env, chromium, save_screenshot, start_line, start_ui, stop,
                         write_config)
@@ -120,7 +120,7 @@ def test_operator_station(line):
     wait.until(ec.presence_of_element_located((By.ID, "container-title")))
     assert len(d.find_elements(By.CSS_SELECTOR, "figure.view")) == 6
     assert d.find_elements(By.CSS_SELECTOR, "rect.box.rejecting")
-    vocabulary = Registry(data).get("rtvp-n-synth").manifest["vocabulary"]
+    vocabulary = Registry(data).get(DEFAULT_MODEL).manifest["vocabulary"]
     for fig in d.find_elements(By.CSS_SELECTOR, "figure.view"):  # storage/draw.py's order and colours
         rects = fig.find_elements(By.CSS_SELECTOR, "rect.box")
         order = [("rejecting" in r.get_attribute("class"), float(r.get_attribute("data-score"))) for r in rects]

@@ -28,7 +28,7 @@ from storage.draw import drawing_order
 from edge.ui.tally import Tally, shift_start
 from edge.ui.users import add_user
 from storage import synthetic
-from engines.registry import Registry
+from engines.registry import DEFAULT_MODEL, Registry
 from engines.training.progress import Progress, write_progress
 from storage.db import Label, View, open_database
 from storage.draw import Mark, colour, draw
@@ -141,7 +141,7 @@ def test_pages_render(app, station):
     page = client.get("/container/5").text
     assert page.count('class="view"') == 6 and "reject" in page
     assert client.get("/stats").text.count("<svg") == 5
-    assert "rtvp-n-synth" in client.get("/models").text
+    assert DEFAULT_MODEL in client.get("/models").text
     assert client.get("/thumb/line-1/5/0.jpg").headers["content-type"] == "image/jpeg"
 
 
@@ -295,7 +295,7 @@ def test_container_overlay_follows_storage_draw(app):
     page = client.get("/container/5").text
     figures = page.split('class="view"')[1:]
     assert len(figures) == 6
-    vocabulary = list(Registry(app.state.station.data_dir).get("rtvp-n-synth").manifest["vocabulary"])
+    vocabulary = list(Registry(app.state.station.data_dir).get(DEFAULT_MODEL).manifest["vocabulary"])
     for fig in figures:
         rects = re.findall(r'class="box (rejecting|below)" data-class="([^"]+)" data-score="([^"]+)" '
                            r'style="stroke: rgb\((\d+), (\d+), (\d+)\)"', fig)
