@@ -53,7 +53,7 @@ class PromptBank:
 
     def ensemble(self) -> np.ndarray:
         """(C, D): each class's prompts averaged as training drew them, normalised: what the package ships."""
-        return _normalised(np.stack([self._weights(len(r)) @ r for r in self.rows]))
+        return _normalised(np.stack([(self._weights(len(r)) @ r).astype(np.float32) for r in self.rows]))
 
     def _weights(self, n: int) -> np.ndarray:
         """How often training draws each of a class's n texts (row 0 is the name)."""
