@@ -61,13 +61,9 @@ def command(**options) -> None:
     Label problems (corrupt image, box outside the image, unknown class) are skipped
     before the first step and listed in OUT/skipped.txt.
     """
-    from engines.package import ModelPackage
     from engines.training.train import train
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if options["init"] is not None:  # the package's architecture wins over --model
-        start = ModelPackage.load(options["init"])
-        options["parent"], options["model"] = start.version, f"rtvp-{start.arch['scale']}"
     result = train(TrainConfig(**options))
     if result.stopped:
         click.echo(f"stopped on the time budget (--max-minutes {options['max_minutes']:g}); "

@@ -76,10 +76,7 @@ def run(work: Path, splits: int, containers: int, test_containers: int, escape_c
     for folder, count, s in ((data, containers, seed), (test, test_containers, seed + 1)):
         if not (folder / "annotations.json").is_file():
             write_dataset(folder, SynthRecipe(containers=count, seed=s, classes=NAMES, catalogue="full"))
-    seen: tuple[str, ...] = ()
-    if init:  # the package's families stay base; its architecture wins over `model`
-        start = ModelPackage.load(init)
-        seen, model = start.vocabulary, f"rtvp-{start.arch['scale']}"
+    seen = ModelPackage.load(init).vocabulary if init else ()  # the start model's families stay base
     results = {}
     for k in range(splits):
         novel = held_out(k, splits, seen)

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -230,6 +230,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, data, progress_file: Progres
 
     from engines.rtvp.text import TextEncoder
 
+    if cfg.init is not None:  # fine-tuning: the start package is the parent and its scale the model
+        start = ModelPackage.load(cfg.init)
+        cfg = replace(cfg, parent=cfg.parent or start.version, model=f"rtvp-{start.arch['scale']}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
