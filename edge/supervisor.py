@@ -23,6 +23,7 @@ workers and writer exit in that order, each draining its input first. Exit code 
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import json
 import logging
@@ -54,7 +55,15 @@ def run_stage(name: str, config_json: dict[str, Any], options: dict[str, Any]) -
 
     logs.setup(options.get("log_level", logging.INFO),
                f"%(asctime)s %(levelname)s {name}[%(process)d] %(name)s: %(message)s")
+    stacks_on_request()
     stage_process.main(name, AppConfig.model_validate(config_json), options)
+
+
+def stacks_on_request() -> None:
+    """SIGUSR1 writes every thread's stack to stderr (the journal): the supervisor asks a
+    stage that will not stop for them before killing it, so the log says where it hung."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
 
 BACKOFF_START_S, BACKOFF_MAX_S, BACKOFF_RESET_S = 0.5, 30.0, 60.0
 IMMEDIATE = ("relay", "decision", "station")  # restarted first and at once: the ejector and the gate do not wait
@@ -396,6 +405,11 @@ class Supervisor:
         while stage.alive() and time.monotonic() < end:
             self._receive(0.05)
         if stage.alive():
-            log.error("%s did not stop in %.0f s; killing it", stage.name, timeout)
+            log.error("%s did not stop in %.0f s; killing it (its stacks follow)", stage.name, timeout)
+            try:
+                os.kill(stage.process.pid, signal.SIGUSR1)
+                stage.process.join(1)
+            except ProcessLookupError:
+                pass  # it went after all
             stage.process.kill()
             stage.process.join(5)

@@ -11,7 +11,8 @@ before anything is sent):
   and every recent decision again, then a `sync` back that says "that was all";
 - a restarted decision stage rejects the containers it had open, re-sends its recent and
   unacknowledged decisions, and opens the gates the station logged that it never heard of;
-- its totals (decided, passes, rejects by reason) survive restarts through the journal.
+- its totals (decided, passes, rejects by reason) survive its restarts through the journal;
+  a new run of the line (`edge run`, a service start) counts from zero.
 
 Moulds taken out (pipeline/mould_rejects.py: config and `edge mould reject`) are looked
 up about once a second and given to the book, which rejects their containers (`mould`).
@@ -63,6 +64,8 @@ class DecisionStage:
         self.book.reject_moulds = self.moulds.current()
         self._moulds_check = time.monotonic()
         self.journal = DecisionJournal(run_dir(config.data_dir) / "decision.journal", int(KEEP_RECENT_S * 1e9))
+        if not ctx.options.get("restarted"):  # a new `edge run`: its status counts its own containers
+            self.journal.count_from_zero()
         self.gates_path = run_dir(config.data_dir) / "gates.log"
         self.results = ctx.endpoints.bind("results", zmq.PULL)
         self.observers = ctx.endpoints.bind("decisions", zmq.PUB)

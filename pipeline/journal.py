@@ -140,7 +140,7 @@ class DecisionJournal:
         self.open: dict[Key, None] = {}
         self.decisions: OrderedDict[Key, dict] = OrderedDict()
         self.acked: set[Key] = set()
-        self.totals: dict[str, Any] = {"decided": 0, "passes": 0, "rejects": {}}  # survive restarts
+        self.totals: dict[str, Any] = {"decided": 0, "passes": 0, "rejects": {}}  # survive stage restarts
         self._replay(self.file.old_lines)
         self.same_boot = self.file.same_boot
         if not self.same_boot:  # monotonic times of another boot mean nothing now
@@ -210,6 +210,12 @@ class DecisionJournal:
             totals["rejects"][reason] = totals["rejects"].get(reason, 0) + 1
         else:
             totals["passes"] += 1
+
+    def count_from_zero(self) -> None:
+        """A new run of the line counts its own containers; what it must still send is kept.
+        Written at once: a stage killed before the next compaction must not replay the old totals."""
+        self.totals = {"decided": 0, "passes": 0, "rejects": {}}
+        self.compact(None)
 
     def ack(self, key: Key) -> bool:
         """The writer committed this container; False when it is not one we are waiting for."""

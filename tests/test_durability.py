@@ -191,3 +191,19 @@ def test_a_station_killed_between_its_gate_log_and_its_number_file_neither_loses
     restarted = SeqMap(tmp_path / "last_seq", floor=restarted_gates.last_seq)
     assert restarted(1) == 4, "the station's own count restarts at 1; numbers go on above the logged 3"
     assert [s for s, _ in GateLog.read(tmp_path / "gates.log")] == [1, 2, 3], "the decision stage adopts 3"
+
+
+def test_a_new_run_counts_from_zero_and_keeps_what_it_owes_the_writer(tmp_path):
+    """`edge run` twice on one data folder: the second run's status counts its own containers."""
+    path = tmp_path / "j"
+    journal = DecisionJournal(path, keep_recent_ns=60 * S)
+    for seq in (1, 2, 3):
+        journal.decided(decision(seq))
+    journal.ack((1, GATE + 1))
+    journal.file._file.flush()  # the previous run was killed: no close
+    again = DecisionJournal(path, keep_recent_ns=60 * S)
+    assert again.totals["decided"] == 3
+    again.count_from_zero()
+    after_kill = DecisionJournal(path, keep_recent_ns=60 * S)  # killed right after: the zero was written
+    assert after_kill.totals == {"decided": 0, "passes": 0, "rejects": {}}
+    assert [d["seq"] for d in after_kill.unacked()] == [2, 3]  # still owed to the writer

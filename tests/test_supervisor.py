@@ -158,3 +158,38 @@ def test_health_follows_beats_restarts_and_open_containers(line):
     beat(sup, clock)
     sup.stages["decision"].stats = {"open": 10_000}  # far more open containers than the line holds
     assert not sup.healthy(clock())
+
+
+def _stuck_stage() -> None:
+    """A stage that takes SIGTERM and never leaves its loop (forked by the test below)."""
+    import signal
+    import time
+
+    from edge.supervisor import stacks_on_request
+
+    stacks_on_request()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.01)
+
+
+def test_a_stage_that_will_not_stop_leaves_its_stack_in_the_log_and_is_killed(line, capfd, caplog):
+    import multiprocessing
+    import time
+
+    sup, _, _ = line
+    process = multiprocessing.get_context("fork").Process(target=_stuck_stage)
+    process.start()
+    stage = sup.stages["writer"]
+    stage.process = process
+    sup._receive = time.sleep  # no control socket in this test: waiting is all _receive does here
+    deadline = time.monotonic() + 10
+    while "ready" not in capfd.readouterr().out and time.monotonic() < deadline:
+        time.sleep(0.05)  # the handler must be in place before the stop request
+    process.terminate()
+    sup._join(stage, 0.5)
+    assert not process.is_alive() and process.exitcode == -9
+    assert "writer did not stop in 0 s; killing it" in caplog.text
+    stacks = capfd.readouterr().err
+    assert "_stuck_stage" in stacks and "test_supervisor.py" in stacks  # where it hung, by function and file
