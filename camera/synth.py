@@ -83,6 +83,7 @@ class RenderedView:
     classes: list[str]
     defect_index: list[int] = field(default_factory=list)  # which Container.defects each box is
     far_wall: list[bool] = field(default_factory=list)  # seen through the container
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # distractors seen, xyxy
 
 
 class GlassRenderer:
@@ -200,8 +201,8 @@ class GlassRenderer:
         apply_wall_profile(image, shape, container.wall, phi, dx, dy)
         draw_seams(image, shape, container.seam, phi, dx, dy)
         boxes, classes, index, far = [], [], [], []
-        for item in container.distractors:  # drawn first, so a defect over one keeps its own box
-            self._place(image, item, phi, shape, dx, dy)
+        negatives = [box for item in container.distractors  # drawn first: a defect over one keeps its box
+                     if (box := self._place(image, item, phi, shape, dx, dy)) is not None]
         if defects:
             for i, defect in enumerate(container.defects):
                 box = self._place(image, defect, phi, shape, dx, dy)
@@ -213,7 +214,8 @@ class GlassRenderer:
         window = (slice(ny, ny + self.height), slice(nx, nx + self.width))
         image = cv2.subtract(cv2.add(image, self._noise[0][window]), self._noise[1][window])
         return RenderedView(image=image, boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-                            classes=classes, defect_index=index, far_wall=far)
+                            classes=classes, defect_index=index, far_wall=far,
+                            negatives=np.asarray(negatives, np.float32).reshape(-1, 4))
 
     def _place(self, image: np.ndarray, defect: Defect, phi: float, shape: BottleShape, dx: int,
                dy: int) -> tuple[float, float, float, float] | None:

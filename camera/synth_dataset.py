@@ -126,7 +126,8 @@ def write_dataset(out: Path, recipe: SynthRecipe, progress: bool = True) -> list
                     raise CameraError(f"--out {out}: could not write {file}")
                 height, width = rendered.image.shape[:2]
                 images.append(LabelledImage(file=file, width=width, height=height, boxes=rendered.boxes,
-                                            classes=rendered.classes, container_seq=seq, view=view))
+                                            classes=rendered.classes, container_seq=seq, view=view,
+                                            negatives=rendered.negatives))
         write_coco(staging / "annotations.json", images, list(recipe.classes))
         write_yolo(staging, images, list(recipe.classes))
         (staging / RECIPE).write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")

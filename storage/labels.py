@@ -48,9 +48,13 @@ class LabelledImage:
     container_id: int | None = None  # the database row (`edge samples export` names and fields)
     scores: list[float] | None = None  # a detector's pre-annotations carry their scores
     normalised: bool = False  # YOLO boxes of an image that did not come with the labels
+    # (M, 4) xyxy pixels of look-alikes that must pass (the renderer's water drops, dust...):
+    # training centres some crops on them; COCO keeps them as the image's "negatives".
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.negatives = np.asarray(self.negatives, dtype=np.float32).reshape(-1, 4)
         if len(self.classes) != len(self.boxes):
             raise ValueError(f"{self.file}: {len(self.boxes)} boxes but {len(self.classes)} classes")
 
@@ -212,6 +216,9 @@ def write_coco(path: Path, images: list[LabelledImage], classes: list[str]) -> N
             "height": int(image.height), "container_id": image.container_id,
             "container_seq": image.container_seq, "view": image.view,
         })
+        if len(image.negatives):  # an extension other COCO readers ignore
+            coco_images[-1]["negatives"] = [[round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)]
+                                            for x1, y1, x2, y2 in image.negatives.tolist()]
         for i, (box, name) in enumerate(zip(image.boxes.tolist(), image.classes)):
             x1, y1, x2, y2 = box
             annotation = {
@@ -268,6 +275,24 @@ def _coco_categories(document: dict, skipped: list[str]) -> dict[int, str]:
     return names
 
 
+def _coco_negatives(entry: dict, width: int, height: int, where: str, skipped: list[str]) -> np.ndarray:
+    """An image's "negatives" ([x, y, w, h] each, this project's extension), fitted to the image."""
+    boxes, given = [], entry.get("negatives") or []
+    if not isinstance(given, list):
+        skipped.append(f"{where}: 'negatives' is {type(given).__name__}, not a list of boxes; ignored")
+        given = []
+    for box in given:
+        try:
+            x, y, w, h = (float(v) for v in box)
+        except (TypeError, ValueError, OverflowError):
+            skipped.append(f"{where}: negative {box!r} is not a 4-number box; skipped")
+            continue
+        fitted = fit_box(x, y, x + w, y + h, width, height, f"{where} negative", skipped) if width else None
+        if fitted is not None:
+            boxes.append(fitted)
+    return np.asarray(boxes, np.float32).reshape(-1, 4)
+
+
 def read_coco(path: Path, check_images: bool = False, images_root: Path | None = None,
               allow_unsized: bool = False) -> LabelSet:
     """Read a COCO JSON; image files are relative to `images_root` (default: its folder).
@@ -313,7 +338,8 @@ def read_coco(path: Path, check_images: bool = False, images_root: Path | None =
             continue
         by_id[image_id] = identified(LabelledImage(
             file=file, width=width, height=height, boxes=np.zeros((0, 4), np.float32), classes=[],
-            container_seq=seq, view=view, container_id=container_id))
+            container_seq=seq, view=view, container_id=container_id,
+            negatives=_coco_negatives(entry, width, height, where, skipped)))
 
     boxes: dict[int, list] = {image_id: [] for image_id in by_id}
     names: dict[int, list[str]] = {image_id: [] for image_id in by_id}

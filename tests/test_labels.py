@@ -45,6 +45,27 @@ def test_coco_round_trip_and_pycocotools(tmp_path: Path) -> None:
     assert len(labels.images[1].boxes) == 0
 
 
+def test_coco_keeps_look_alikes_as_negatives_and_names_bad_ones(tmp_path: Path) -> None:
+    images = _images(tmp_path)
+    images[1].negatives = np.array([[5, 6, 15, 18]], np.float32)  # a water drop on a good view
+    write_coco(tmp_path / "annotations.json", images, CLASSES)
+    document = json.loads((tmp_path / "annotations.json").read_text())
+    assert "negatives" not in document["images"][0] and document["images"][1]["negatives"] == [[5, 6, 10, 12]]
+    assert len(COCO(str(tmp_path / "annotations.json")).getAnnIds()) == 2  # not annotations: no defect
+    back = read_coco(tmp_path / "annotations.json")
+    assert back.skipped == [] and len(back.images[0].negatives) == 0
+    np.testing.assert_allclose(back.images[1].negatives, [[5, 6, 15, 18]])
+    document["images"][0]["negatives"] = [[1, 2, 3], [50, 70, 20, 20], "x"]
+    document["images"][1]["negatives"] = {"x": 1}
+    (tmp_path / "annotations.json").write_text(json.dumps(document))
+    bad = read_coco(tmp_path / "annotations.json")
+    text = "\n".join(bad.skipped)
+    assert "negative [1, 2, 3] is not a 4-number box" in text and "negative 'x' is not a 4-number box" in text
+    assert "'negatives' is dict, not a list of boxes" in text and "partly outside" in text
+    np.testing.assert_allclose(bad.images[0].negatives, [[50, 70, 60, 80]])  # clipped to the 60x80 view
+    assert len(bad.images[1].negatives) == 0 and bad.images[0].classes == ["oil", "bubble"]
+
+
 def test_yolo_round_trip(tmp_path: Path) -> None:
     images = _images(tmp_path)
     write_yolo(tmp_path, images, CLASSES)

@@ -244,7 +244,7 @@ def test_every_family_renders_a_labelled_box_in_its_zone() -> None:
         assert seen > 0, f"{family.name} was never visible in 24 views"
 
 
-def test_distractors_change_pixels_but_carry_no_labels() -> None:
+def test_distractors_change_pixels_carry_no_labels_and_are_named_as_negatives() -> None:
     renderer = GlassRenderer(defect_free_share=1.0, catalogue="full")
     containers = [renderer.container(3, seq) for seq in range(12)]
     kinds = {d.cls for c in containers for d in c.distractors}
@@ -255,7 +255,16 @@ def test_distractors_change_pixels_but_carry_no_labels() -> None:
             rendered = renderer.render(container, view)
             assert len(rendered.boxes) == 0 and rendered.classes == []
             bare = renderer.render(replace(container, distractors=[]), view)
+            assert len(bare.negatives) == 0
             changed += not np.array_equal(rendered.image, bare.image)
+            difference = np.abs(rendered.image.astype(int) - bare.image.astype(int)).max(axis=2)
+            covered = np.zeros(difference.shape, bool)
+            for x1, y1, x2, y2 in rendered.negatives.astype(int):  # each negative box is where pixels changed
+                assert difference[y1:y2 + 1, x1:x2 + 1].max() >= renderer.visible_delta / 2
+                covered[max(y1 - 2, 0):y2 + 3, max(x1 - 2, 0):x2 + 3] = True
+            # and no distractor clearly seen is left unnamed (one judged unseen may change a few pixels)
+            outside = np.count_nonzero((difference >= renderer.visible_delta) & ~covered)
+            assert outside <= (synth.MIN_VISIBLE_PX - 1) * len(container.distractors)
     assert changed > 10
 
 
@@ -278,7 +287,9 @@ def test_edge_synth_full_catalogue_writes_its_recipe(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     recipe = read_recipe(out)
     assert (recipe.catalogue, recipe.containers, recipe.seed, recipe.classes) == ("full", 2, 9, NAMES)
-    assert read_coco(out / "annotations.json").classes == list(NAMES)
+    written = read_coco(out / "annotations.json")
+    assert written.classes == list(NAMES)
+    assert sum(len(im.negatives) for im in written.images) > 0  # the distractors, for hard-negative crops
     bad = _synth(["--containers", "2", "--out", str(tmp_path / "x"), "--classes", "stone"])
     assert bad.exit_code == 2 and "unknown defect class 'stone' in the classic catalogue" in bad.output
 

@@ -225,6 +225,44 @@ def test_zero_shot_split_trains_on_base_names_only(data, tmp_path):
     assert any("bright ring" in line for line in train_set.skipped)
 
 
+def test_a_share_of_crops_is_centred_on_look_alikes_and_views_without_them_crop_as_before():
+    image = np.full((820, 700, 3), 128, np.uint8)
+    image[650:670, 500:520] = 0  # a water drop, far from the defect: no crop holds both
+    boxes = np.array([[100, 100, 110, 110]], np.float32)
+    drop = np.array([[500, 650, 520, 670]], np.float32)
+
+    def share_showing_the_drop(p: float) -> float:
+        aug = Augment(crop=256, negative_crop_p=p, exposure_p=0.0, blur_p=0.0, noise_p=0.0)
+        crops = [aug(image, boxes, ["oil"], np.random.default_rng(seed), drop)[0] for seed in range(600)]
+        return sum(int((crop == 0).all(axis=2).sum() == 400) for crop in crops) / len(crops)
+
+    by_chance = share_showing_the_drop(0.0)  # random crops (15% of views with a defect) hold it sometimes
+    assert by_chance < 0.1
+    assert abs(share_showing_the_drop(0.25) - (0.25 + 0.75 * by_chance)) < 0.06
+    for seed in range(20):  # no look-alikes named: the very crops of a dataset without them
+        a = Augment(crop=256, negative_crop_p=1.0)(image, boxes, ["oil"], np.random.default_rng(seed),
+                                                   np.zeros((0, 4), np.float32))
+        b = Augment(crop=256, negative_crop_p=0.0)(image, boxes, ["oil"], np.random.default_rng(seed))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_training_samples_read_the_look_alikes_from_the_label_file(tmp_path):
+    from storage.labels import LabelledImage
+
+    (tmp_path / "images").mkdir()
+    pixels = np.full((400, 300, 3), 128, np.uint8)
+    pixels[300:310, 200:210] = 0  # the water drop
+    cv2.imwrite(str(tmp_path / "images" / "000000_v0.png"), pixels)
+    write_coco(tmp_path / "annotations.json", [LabelledImage("images/000000_v0.png", 300, 400, [], [],
+                                                             negatives=[[200, 300, 210, 310]])], CLASSES)
+    dataset = CropDataset(load_labels(tmp_path), Augment(crop=96, negative_crop_p=1.0, exposure_p=0.0,
+                                                         blur_p=0.0, noise_p=0.0))
+    for epoch in range(10):
+        dataset.epoch = epoch
+        crop, target = dataset[0]
+        assert (crop == 0).all(dim=0).sum() == 100 and len(target["boxes"]) == 0  # the drop, whole, as background
+
+
 def test_crops_keep_small_defects_whole():
     image = np.full((820, 700, 3), 128, np.uint8)
     boxes = np.array([[400, 600, 403, 603]], np.float32)  # a 3-pixel black spot

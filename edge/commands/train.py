@@ -38,6 +38,10 @@ from engines.training.train import SCALES, TrainConfig
 @click.option("--name-share", type=click.FloatRange(0, 1), default=None,
               help="With --prompts catalogue: share of class prompts that use the name, the rest "
                    "synonyms and description (default: all texts alike).")
+@click.option("--negative-crops", type=click.FloatRange(0, 1), default=TrainConfig.negative_crops,
+              show_default=True,
+              help="Share of crops centred on a look-alike that must pass (water drop, dust), on views "
+                   "whose labels name them (edge synth --catalogue full does).")
 @click.option("--init", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Start from this model package's weights (fine-tuning); its version is the parent.")
 @click.option("--text-ckpt", type=click.Path(path_type=Path, exists=True), default=None,

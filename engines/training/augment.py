@@ -3,7 +3,9 @@
 Views are never shrunk: training sees native-resolution crops (the network is
 convolutional and runs on whole views letterboxed at inference). Crops are placed
 over a defect most of the time, because defects cover well under 1% of a view and
-random crops would be almost all background. Photometric changes mimic exposure and
+random crops would be almost all background; for the same reason a share of crops is
+centred on a labelled look-alike that must pass (a water drop, dust), where a dataset
+names them, so the model learns them as background instead of rarely seeing one. Photometric changes mimic exposure and
 gain drift between cameras; blur stays below one pixel of sigma.
 """
 
@@ -22,6 +24,7 @@ class Augment:
     crop: int = 320  # square crop side in pixels, a multiple of 32
     scale: tuple[float, float] = (1.0, 1.0)  # resize range; down to the letterbox scale of inference
     defect_crop_p: float = 0.85  # share of crops placed to contain a whole defect
+    negative_crop_p: float = 0.25  # share of crops on a look-alike, of images that name any
     min_visible: float = 0.5  # a box cut by the crop is kept if this share of it remains
     hflip_p: float = 0.5
     vflip_p: float = 0.0  # off: containers have a top and a bottom
@@ -33,22 +36,25 @@ class Augment:
     noise_p: float = 0.3
     noise_sigma: float = 3.0
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, classes: list[str],
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def __call__(self, image: np.ndarray, boxes: np.ndarray, classes: list[str], rng: np.random.Generator,
+                 negatives: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        negatives = np.zeros((0, 4), np.float32) if negatives is None else negatives
         if self.scale != (1.0, 1.0):
             s = rng.uniform(*self.scale)
             image = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)),
                                interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-            boxes = boxes * np.float32(s)
-        image, boxes, classes = self.random_crop(image, boxes, classes, rng)
+            boxes, negatives = boxes * np.float32(s), negatives * np.float32(s)
+        image, boxes, classes = self.random_crop(image, boxes, classes, rng, negatives)
         image, boxes = self.flip(image, boxes, rng)
         return self.photometric(image, rng), boxes, classes
 
-    def random_crop(self, image, boxes, classes, rng):
+    def random_crop(self, image, boxes, classes, rng, negatives):
         h, w = image.shape[:2]
         size = self.crop
-        if len(boxes) and rng.random() < self.defect_crop_p:
-            x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
+        # No draw for an image without look-alikes: the crops of such datasets stay as they were.
+        target = negatives if len(negatives) and rng.random() < self.negative_crop_p else boxes
+        if target is negatives or (len(boxes) and rng.random() < self.defect_crop_p):
+            x1, y1, x2, y2 = target[rng.integers(len(target))]
             left = _origin(x1, x2, size, w, rng)
             top = _origin(y1, y2, size, h, rng)
         else:

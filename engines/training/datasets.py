@@ -154,7 +154,7 @@ class CropDataset(torch.utils.data.Dataset):
         image = self.labels.images[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         pixels, boxes, classes = self.augment(read_image(self.labels, image), image.boxes,
-                                              image.classes, rng)
+                                              image.classes, rng, image.negatives)
         tensor = torch.from_numpy(np.ascontiguousarray(pixels[:, :, ::-1].transpose(2, 0, 1)))
         target = {"boxes": torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 4),
                   "labels": torch.tensor([self.index[c] for c in classes], dtype=torch.long)}

@@ -71,6 +71,7 @@ class TrainConfig:
     prompts: str = "names"  # "catalogue": sample a name, synonym or description per class per step
     generic_share: float = 0.0  # share of steps prompting only "defect", every box labelled by it
     name_share: float | None = None  # share of class prompts by name (None: name, synonyms, description alike)
+    negative_crops: float = Augment.negative_crop_p  # crops centred on a look-alike that must pass, where named
     text_ckpt: Path | None = None
     init: Path | None = None  # a model package to start from (fine-tuning)
     resume: bool = False
@@ -250,7 +251,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, data, progress_file: Progres
     model = build(cfg, text.shape[1]).to(device)
     # Inference letterboxes whole views to imgsz: train across that scale and native pixels.
     fit = min(1.0, cfg.imgsz / max(max(im.width, im.height) for im in labels.images))
-    dataset = CropDataset(labels, Augment(crop=cfg.crop, scale=(fit, 1.0)), seed=cfg.seed)
+    dataset = CropDataset(labels, Augment(crop=cfg.crop, scale=(fit, 1.0), negative_crop_p=cfg.negative_crops), seed=cfg.seed)
     steps_per_epoch = len(epoch_batches(len(dataset), 0, cfg.seed, cfg.batch, rank, world))
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
