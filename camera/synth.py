@@ -37,7 +37,21 @@ from camera.synth_glass import BottleShape, apply_wall_profile, backlight, draw_
 
 CLASSES = ("oil", "black spot", "bubble", "plastering thread", "quenched grain")
 # Bump when a (recipe, seed) no longer gives the same pixels: model manifests record it.
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
+# The catalogues whose pixels each version changed: an older recipe of another catalogue
+# renders the very same images again. 2: a chipped or unfilled finish lets the back-light
+# through, and fins on the finish glint brighter (they were barely visible on its dark glass).
+RENDERER_CHANGES = {"2": ("full",)}
+
+
+def same_pixels_as(version: str, catalogue: str) -> bool:
+    """Would this renderer draw a `catalogue` recipe exactly as renderer `version` did?"""
+    try:
+        old = int(version)
+    except ValueError:
+        return False
+    return old <= int(RENDERER_VERSION) and not any(
+        catalogue in changed for v, changed in RENDERER_CHANGES.items() if int(v) > old)
 CATALOGUES = ("classic", "full")  # the paper's five classes; the glass-industry catalogue
 MIN_VISIBLE_PX = 4  # pixels changed by visible_delta for a small defect to be seen
 MIN_FAINT_PX = 25  # or pixels changed by half of it: the eye follows a long faint thread
@@ -262,7 +276,8 @@ class GlassRenderer:
         before = region.astype(np.float32)
         after = before * (1 - a * (1 - np.asarray(patch.color, np.float32)))
         if glint is not None:  # redirected back-light: as bright as the light behind it
-            after += (glint[sl] * on_glass * strength)[:, :, None] * (before / 230.0)
+            light = 1.0 if patch.through else before / 230.0
+            after += (glint[sl] * on_glass * strength)[:, :, None] * light
         after = np.clip(after, 0, 255).round()
         delta = np.abs(after - before).max(axis=2)
         region[:] = after.astype(np.uint8)

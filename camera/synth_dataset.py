@@ -27,7 +27,7 @@ from tqdm import tqdm
 from camera import defect_catalogue
 from camera.errors import CameraError
 from camera.frame import VIEWS
-from camera.synth import RENDERER_VERSION, GlassRenderer
+from camera.synth import RENDERER_VERSION, GlassRenderer, same_pixels_as
 from storage.labels import LabelledImage, write_coco, write_yolo
 from storage.names import view_stem
 
@@ -159,7 +159,7 @@ def regenerate(recipe: SynthRecipe, out: Path) -> Path:
             "(a family's or distractor's name, zones or drawing changed), so its images cannot be rendered again; "
             "restore those entries (`git log -p camera/defect_catalogue.yaml` shows the change) or put the "
             "original synthetic folder back where it was")
-    if recipe.renderer != RENDERER_VERSION:
+    if not same_pixels_as(recipe.renderer, recipe.catalogue):
         log.warning("recipe was rendered by renderer %s, this is %s: the regenerated images may differ",
                     recipe.renderer, RENDERER_VERSION)
     if out.exists():

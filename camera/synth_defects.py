@@ -13,7 +13,7 @@ downsampled so that 3-pixel defects still have soft, believable edges.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -26,6 +26,9 @@ class DefectPatch:
     opacity: np.ndarray  # (h, w) float32 in [0, 1]
     color: tuple[float, float, float]  # BGR transmission at full opacity
     glint: np.ndarray | None  # (h, w) float32 grey levels added, or None
+    # A hole in the glass (a chip, an unfilled finish): the glint is the back-light itself,
+    # not dimmed by the glass around it as light redirected by a bubble's wall is.
+    through: bool = False
 
 
 def _canvas(h: float, w: float) -> np.ndarray:
@@ -291,7 +294,10 @@ def chip(rng: np.random.Generator) -> DefectPatch:
     hole, edge = _canvas(size_h, size_w), _canvas(size_h, size_w)
     _ellipse(hole, size_w / 2, 4, w / 2, h, 0, 1.0)
     _ellipse(edge, size_w / 2, 4, w / 2, h, 0, 1.0, thickness=max(int(1.0 * SS), 1))
-    return _patch(rng, edge, (0.6, 0.9), (0.2, 0.2, 0.22), hole, (35, 70), blur=0.5, glint_blur=0.6)
+    # The finish is thick, dark glass in back-light: where a piece is gone the back-light
+    # comes through undimmed (renderer 2; before, 35-70 dimmed by the glass around it).
+    return replace(_patch(rng, edge, (0.6, 0.9), (0.2, 0.2, 0.22), hole, (50, 110), blur=0.5, glint_blur=0.6),
+                   through=True)
 
 
 def unfilled(rng: np.random.Generator) -> DefectPatch:
@@ -299,12 +305,13 @@ def unfilled(rng: np.random.Generator) -> DefectPatch:
     w, h = rng.uniform(18, 50), rng.uniform(5, 14)
     img = _canvas(h + 6, w + 6)
     cv2.rectangle(img, _pt(3, 3), _pt(3 + w, 3 + h), 1.0, -1, cv2.LINE_AA, 2)
-    glint = _down(img, rng.uniform(1.0, 2.5))
-    return DefectPatch(np.clip(glint * 0.15, 0, 1), (0.5, 0.5, 0.5), glint * rng.uniform(25, 50))
+    glint = _down(img, rng.uniform(0.6, 1.2))  # a moulded edge: sharp (renderer 2; before: blur 1-2.5, 25-50 dimmed by the glass)
+    return DefectPatch(np.clip(glint * 0.15, 0, 1), (0.5, 0.5, 0.5), glint * rng.uniform(50, 100), through=True)
 
 
 def fin(rng: np.random.Generator, angle: float = 0.0) -> DefectPatch:
-    """A thin sharp fin or line of glass (overpress on the rim, line over finish): dark, with a glint."""
+    """A thin sharp fin or line of glass (overpress on the rim, line over finish): dark, with a
+    glint. On the dark finish only the glint shows, so it is bright (renderer 2; 20-45 before)."""
     length = rng.uniform(10, 45)
     t = np.linspace(0, 1, 16)[:, None]
     pts = t * length * np.array([np.cos(angle), np.sin(angle)]) + rng.normal(0, 0.3, (16, 2))
@@ -312,7 +319,7 @@ def fin(rng: np.random.Generator, angle: float = 0.0) -> DefectPatch:
     line, glint = _canvas(h, w), _canvas(h, w)
     _polyline(line, pts, 1.0, rng.uniform(0.8, 2.0))
     _polyline(glint, pts + [0, 1.0], 1.0, 0.6)
-    return _patch(rng, line, (0.55, 0.9), (0.22, 0.22, 0.24), glint, (20, 45), blur=0.5)
+    return _patch(rng, line, (0.55, 0.9), (0.22, 0.22, 0.24), glint, (50, 100), blur=0.5)
 
 
 def overpress_fin(rng: np.random.Generator) -> DefectPatch:
@@ -382,7 +389,7 @@ def varied(patch: DefectPatch, rng: np.random.Generator) -> DefectPatch:
         return cv2.GaussianBlur(img, (0, 0), blur) if blur > 0.2 else img
 
     glint = None if patch.glint is None else soften(patch.glint) * gain
-    return DefectPatch(np.clip(soften(patch.opacity) * gain, 0, 1).astype(np.float32), patch.color, glint)
+    return replace(patch, opacity=np.clip(soften(patch.opacity) * gain, 0, 1).astype(np.float32), glint=glint)
 
 
 def scaled(patch: DefectPatch, k: float) -> DefectPatch:
@@ -392,7 +399,7 @@ def scaled(patch: DefectPatch, k: float) -> DefectPatch:
     h, w = patch.opacity.shape
     size = (max(int(round(w * k)), 1), max(int(round(h * k)), 1))
     glint = None if patch.glint is None else cv2.resize(patch.glint, size, interpolation=cv2.INTER_AREA)
-    return DefectPatch(cv2.resize(patch.opacity, size, interpolation=cv2.INTER_AREA), patch.color, glint)
+    return replace(patch, opacity=cv2.resize(patch.opacity, size, interpolation=cv2.INTER_AREA), glint=glint)
 
 
 DRAW = {

@@ -347,3 +347,20 @@ def test_regenerate_refuses_a_full_catalogue_recipe_whose_drawings_changed(tmp_p
         regenerate(recorded, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
     assert regenerate(recorded, again) == again  # rendered before the edit: still the recipe's pixels
+
+
+def test_an_older_renderers_recipe_warns_only_where_its_catalogues_pixels_changed(tmp_path, caplog):
+    from camera.synth import RENDERER_CHANGES, RENDERER_VERSION, same_pixels_as
+    from camera.synth_dataset import SynthRecipe, regenerate
+
+    assert RENDERER_CHANGES.get(RENDERER_VERSION), "a new renderer version names the catalogues it changed"
+    assert same_pixels_as("1", "classic") and not same_pixels_as("1", "full")
+    assert same_pixels_as(RENDERER_VERSION, "full") and not same_pixels_as("99", "classic")
+    assert not same_pixels_as("x", "classic")
+    small = dict(containers=1, seed=4, defect_free_share=0.0, width=350, height=410, renderer="1")
+    with caplog.at_level("WARNING"):
+        regenerate(SynthRecipe(classes=("oil",), **small), tmp_path / "classic")
+    assert "may differ" not in caplog.text  # the five classic drawings are those of renderer 1
+    with caplog.at_level("WARNING"):
+        regenerate(SynthRecipe(classes=("stone",), catalogue="full", **small), tmp_path / "full")
+    assert f"rendered by renderer 1, this is {RENDERER_VERSION}: the regenerated images may differ" in caplog.text
