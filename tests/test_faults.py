@@ -56,13 +56,19 @@ def account(data: Path, reader_times: list[int], down: list[tuple[int, int]], ki
         # shared machine throttles even SCHED_FIFO processes) may alarm: it said how late it was.
         assert "late_ms" in alarm, f"container {seq}: alarm for an ejector time when a controller was up"
         starved += 1
-    assert starved <= 2, f"{starved} pulses starved"
     # On time where the relay writes it; and each pulse really went out: the reader on the other
     # side of the pseudo-terminal saw it (that reader also follows each restarted controller to
     # its new terminal, so its own stamps get a wider slack). A kill between the device write
     # and the journal line may add a pulse the journal does not have, at most one per kill.
+    # The same starvation may make a pulse late instead: on this project's 2-vCPU VM the old
+    # and the new code alike sent one pulse 12-19 ms late in about 4 runs of 10 (the host
+    # holding the vCPU); such pulses share the budget of two, none may be early, and none
+    # later than the reader's slack (one run of 14 had a pulse 59 ms late: a miss, and a failure).
     sent = [p["sent_ns"] - p["due_ns"] for p in pulses.values()]
-    assert all(abs(e) < TOLERANCE_NS for e in sent), sorted(sent, key=abs)[-3:]
+    late = [e for e in sent if e >= TOLERANCE_NS]
+    assert all(-TOLERANCE_NS < e < READER_SLACK_NS for e in sent), sorted(sent, key=abs)[-3:]
+    starved += len(late)
+    assert starved <= 2, f"{starved} pulses starved (late pulses, ms: {[round(e / 1e6, 1) for e in late]})"
     on = sorted(reader_times)
     assert len(pulses) <= len(on) <= len(pulses) + kills
     seen = [min(on, key=lambda t: abs(t - p["due_ns"])) - p["due_ns"] for p in pulses.values()]
