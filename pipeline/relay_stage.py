@@ -217,6 +217,7 @@ class RejectController:
         got = False
         if self.inbox.poll(wait_ms):
             for parts in codec.waiting(self.inbox):
+                self._fire_due()  # a burst of messages (a sync, a flood of garbage) must not hold a pulse back
                 got = True
                 try:
                     msg = codec.unpack(parts, ("arm", "decision", "sync"), time.monotonic_ns())
