@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -77,7 +78,9 @@ def sign_in(driver, url: str, name: str, password: str) -> None:
 
 def test_operator_station(line):
     d, url, data = line["driver"], line["url"], line["data"]
-    wait = WebDriverWait(d, 20)
+    # The live page swaps its health and counters panels in over SSE; an element found just
+    # before a swap goes stale, so the waits look again rather than fail.
+    wait = WebDriverWait(d, 20, ignored_exceptions=(StaleElementReferenceException,))
 
     # A wrong password is refused; the right one opens the live page.
     sign_in(d, url, "olga", "not her password")
@@ -200,7 +203,7 @@ def test_operator_station(line):
     write_progress(data, running)
     d.get(url + "/models")
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.models")))
-    assert d.find_element(By.ID, "retrain-step").text == "40"
+    wait.until(lambda _: d.find_element(By.ID, "retrain-step").text == "40")  # polled every 2 s
     write_progress(data, replace(running, step=80, updated=time.time(), eta_s=80))
     wait.until(lambda _: d.find_element(By.ID, "retrain-step").text == "80")
     shot(d, "models")
