@@ -8,6 +8,15 @@ a container whose decision is not in by the ejector is rejected. A reject that a
 after its container passed the ejector is not fired (it would eject the next container):
 it is an alarm naming the container.
 
+A late pulse always has a cause in the audit journal, so it can be told from a fault of
+this code. Either the controller learnt of the pulse after its due time and fired it at
+once: it came up after that time (a restart), or the arm or reject arrived after it
+("arrived late"). Or the OS kept the controller off the CPU while it had work, or woke
+it late from a wait (wall time minus the thread's CPU time): a "stalled" record with
+when it happened, counted (edge_relay_stalls_total) and logged. A stall longer than
+SPIN_NS can make a pulse late; on a shared or virtualised CPU expect a few, on a line PC
+none.
+
 Surviving its own crash: every arm, decision, pulse and alarm is journalled
 (<data_dir>/relay/state.journal) before the next message is read. A restarted controller
 rebuilds its schedule from it, fires what is still ahead on time, raises an alarm for
@@ -33,12 +42,14 @@ import zmq
 from pipeline import codec
 from pipeline.journal import PulseJournal
 from pipeline.outbox import Outbox
-from pipeline.pulses import ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, Key, Pulse, PulseSchedule
+from pipeline.pulses import (ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, SCHEDULED, Key, Pulse,
+                             PulseSchedule)
 from pipeline.relay import OUTPUTS, PtyPort, open_port, write_name
 
 log = logging.getLogger(__name__)
 
 SPIN_NS = 2_000_000
+STALL_LOG_EVERY_S = 60.0  # stalls are journalled each; the log says so at most once a minute
 CONFIRM_WINDOW_NS = 1_000_000_000
 IDLE_EXIT_S = 0.3
 SYNC_RETRY_S = 1.0  # ask the decision stage again until it answers
@@ -50,6 +61,23 @@ ALARMS = {  # decisions that came too late for the ejector, and what that did to
     OVERRULED: "its pass came %.0f ms after the ejector had rejected it (fail-safe): a good container "
                "was thrown out",
 }
+
+
+class StallWatch:
+    """Time this thread spent off the CPU that it did not ask for: wall time minus the
+    thread's CPU time since the last check, less the wait it asked the OS for."""
+
+    def __init__(self) -> None:
+        self.mark()
+
+    def mark(self) -> None:
+        self.wall_ns, self.cpu_ns = time.monotonic_ns(), time.thread_time_ns()
+
+    def off_cpu(self, asked_ns: int = 0) -> tuple[int, int]:
+        """(when the interval began, ns off the CPU in it beyond asked_ns); starts the next."""
+        began, cpu = self.wall_ns, self.cpu_ns
+        self.mark()
+        return began, (self.wall_ns - began) - (self.cpu_ns - cpu) - asked_ns
 
 
 def audit_logger(data_dir: Path) -> logging.Logger:
@@ -94,7 +122,9 @@ class RejectController:
         self.awaiting_confirm: list[tuple[int, int]] = []  # (fired_ns, seq)
         self.counts = {"decisions": 0, "pulses": 0, "failsafe": 0, "missed": 0, "overruled": 0,
                        "lines": 0, "duplicates": 0, "bad": 0, "confirmed": 0, "unconfirmed": 0,
-                       "not_ejected": 0, "restored": self.output.pending()}
+                       "not_ejected": 0, "stalls": 0, "restored": self.output.pending()}
+        self.watch = StallWatch()
+        self._stall_logged = 0.0
         self.started = time.monotonic()
         self.synced = False
         self._asked = 0.0
@@ -117,6 +147,7 @@ class RejectController:
         if kind == "arm":
             if self.output.arm(key, due, now):
                 self.state.add(ARM, key, due)
+                self._arrived_late("arm", key, due, now)
             return
         if key in self.seen:
             self.counts["duplicates"] += 1
@@ -129,6 +160,8 @@ class RejectController:
         outcome = self.output.decide(key, decision, msg.get("reason") or "", due, now,
                                      section=msg.get("section"), cavity=msg.get("cavity"))
         self.state.add(REJECT if decision == "reject" else PASS, key, due)
+        if outcome == SCHEDULED:
+            self._arrived_late("reject", key, due, now)
         if not self.output.timed:
             self.counts["lines"] += 1
             self.metrics.RELAY.labels("plc", decision).inc()
@@ -139,6 +172,13 @@ class RejectController:
             late_ms = (now - due) / 1e6
             self.counts[outcome] += 1
             self.alarm(outcome, key, due, alarm % late_ms, late_ms=round(late_ms, 3))
+
+    def _arrived_late(self, what: str, key: Key, due_ns: int, now_ns: int) -> None:
+        """A pulse scheduled after its due time (but within relay_lead_ms) leaves at once, late:
+        journal that its arm or reject reached the controller late (e.g. across its restart)."""
+        if now_ns > due_ns:
+            self.record("arrived late", key[0], message=what, due_ns=due_ns, at_ns=now_ns,
+                        late_ms=round((now_ns - due_ns) / 1e6, 3))
 
     def _synced(self) -> None:
         if not self.synced:
@@ -180,6 +220,19 @@ class RejectController:
         self.record(kind, key[0], due_ns=due_ns, **fields)
         self.to_writer.send([codec.pack("alarm", seq=key[0], t_gate_ns=key[1], alarm=kind, detail=text)])
 
+    def check_stall(self, asked_ns: int = 0) -> None:
+        """Journal, count and log a stall since the last check (see the module docstring)."""
+        began, off_ns = self.watch.off_cpu(asked_ns)
+        if off_ns < SPIN_NS:
+            return
+        self.counts["stalls"] += 1
+        self.metrics.RELAY_STALLS.inc()
+        self.record("stalled", None, from_ns=began, to_ns=self.watch.wall_ns, ms=round(off_ns / 1e6, 3))
+        if time.monotonic() - self._stall_logged >= STALL_LOG_EVERY_S:
+            self._stall_logged = time.monotonic()
+            log.warning("the OS kept the reject controller off the CPU for %.1f ms (a starved or shared CPU): "
+                        "pulses due then leave late; each stall is in relay/outputs.jsonl", off_ns / 1e6)
+
     def record(self, kind: str, seq: int | None, **fields) -> None:
         self.audit.info(json.dumps({"kind": kind, "seq": seq, "utc": datetime.now(timezone.utc).isoformat(),
                                     **fields}))
@@ -215,7 +268,10 @@ class RejectController:
 
     def _receive(self, wait_ms: int) -> bool:
         got = False
-        if self.inbox.poll(wait_ms):
+        self.check_stall()  # the work since the last wait
+        ready = self.inbox.poll(wait_ms)
+        self.check_stall(wait_ms * 1_000_000)  # woken later than asked (a message wakes it earlier)
+        if ready:
             for parts in codec.waiting(self.inbox):
                 self._fire_due()  # a burst of messages (a sync, a flood of garbage) must not hold a pulse back
                 got = True
@@ -255,6 +311,7 @@ class RejectController:
         self.record("started", None, ready_ns=time.monotonic_ns(), pid=os.getpid(),
                     restored=self.counts["restored"], not_ejected=self.counts["not_ejected"])
         last_input = time.monotonic()
+        self.watch.mark()  # stalls count from here, not from the start-up's file reads
         while ctx.running or self.output.busy() or time.monotonic() - last_input < IDLE_EXIT_S:
             self._ask_sync()
             nxt = self.output.next_time()

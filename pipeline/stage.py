@@ -11,7 +11,7 @@ process group, and the supervisor decides the order of the shutdown). The stage'
 thread blocks SIGTERM: a signal taken there interrupts the ZeroMQ poll the stage waits in,
 and pyzmq (27.3) restarts an interrupted poll with its whole timeout, so a stop request
 delayed the reject controller's next pulse by up to one poll (seen: 49 ms, past the 30 ms
-lead; tests/test_stage_signals.py).
+lead; tests/test_relay_timing.py).
 """
 
 from __future__ import annotations
