@@ -52,17 +52,21 @@ def relay(tmp_path):
     proc = multiprocessing.get_context("spawn").Process(
         target=run_stage, args=("relay", config.model_dump(mode="json"), {}))
     ctx = zmq.Context()
-    to_relay = ipc_socket(ctx, zmq.PUSH, run_dir(data), "relay")
-    to_relay.setsockopt(zmq.SNDHWM, 0)  # a burst queues whole while the controller is stopped
+    to_relay = None
     proc.start()
     try:
         wait_for(lambda: _records(data, "started"), 60, "the relay to start")
+        # Connected once the relay is bound: a socket connected before waits out ZeroMQ's
+        # 100 ms reconnect interval, and its first message arrives that late.
+        to_relay = ipc_socket(ctx, zmq.PUSH, run_dir(data), "relay")
+        to_relay.setsockopt(zmq.SNDHWM, 0)  # a burst queues whole while the controller is stopped
         yield proc, data, to_relay
     finally:
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
-        to_relay.close(linger=0)
+        if to_relay is not None:
+            to_relay.close(linger=0)
         ctx.term()
 
 
@@ -135,13 +139,13 @@ def test_a_controller_kept_off_the_cpu_journals_the_stall_that_made_its_pulse_la
 
 
 def test_a_pulse_learnt_of_after_its_due_time_leaves_at_once_and_says_why(relay):
-    """An arm, and a reject never armed, each reaching the controller 15 ms after their due
-    time (within the 30 ms relay_lead_ms, as after a restart): both fire at once, each with an
-    "arrived late" record, so the late pulse is not taken for a fault of the controller."""
+    """An arm, and a reject never armed, each reaching the controller at least 5 ms after their
+    due time (within the 30 ms relay_lead_ms, as after a restart): both fire at once, each with
+    an "arrived late" record, so the late pulse is not taken for a fault of the controller."""
     proc, data, to_relay = relay
     now = time.monotonic_ns()
-    _arm(to_relay, 1, now - 15_000_000)
-    to_relay.send(codec.pack("decision", seq=2, t_gate_ns=now - 1_015_000_000, due_ns=now - 15_000_000,
+    _arm(to_relay, 1, now - 5_000_000)
+    to_relay.send(codec.pack("decision", seq=2, t_gate_ns=now - 1_005_000_000, due_ns=now - 5_000_000,
                              line_id="l", t_gate_utc="2026-12-07T00:00:00", decided_ns=now, decision="reject",
                              reason="defect", latency_ms=1000.0, views=[]))
     wait_for(lambda: len(_records(data, "pulse")) == 2, 10, "both pulses")
@@ -150,7 +154,7 @@ def test_a_pulse_learnt_of_after_its_due_time_leaves_at_once_and_says_why(relay)
     arrived = {r["seq"]: r for r in _records(data, "arrived late")}
     assert sorted(arrived) == [1, 2] and [arrived[s]["message"] for s in (1, 2)] == ["arm", "reject"], arrived
     for seq, came in arrived.items():
-        assert came["late_ms"] >= 15 and came["at_ns"] <= pulses[seq]["sent_ns"] < came["at_ns"] + 10_000_000, \
+        assert came["late_ms"] >= 5 and came["at_ns"] <= pulses[seq]["sent_ns"] < came["at_ns"] + 10_000_000, \
             (came, pulses[seq])
     assert pulses[1]["failsafe"] and not pulses[2]["failsafe"]
     assert not _records(data, "not ejected")
