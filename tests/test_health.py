@@ -29,3 +29,14 @@ def test_engine_time_and_models_come_from_every_worker():
 def test_a_queue_that_shrinks_once_is_no_backlog():
     history = [(0.0, scrape((1, 1), (1, 1), 0)), (5.0, scrape((1, 1), (1, 1), 9)), (10.0, scrape((1, 1), (1, 1), 6))]
     assert not [w for w in assess(history, workers=2).warnings if w.startswith("backlog")]
+
+
+def test_a_stalled_reject_controller_is_a_warning():
+    """edge_relay_stalls_total rising (pipeline/relay_stage.py) warns; standing still, it does not."""
+    def with_stalls(n: float) -> dict:
+        return {**scrape((1, 1), (1, 1), 0), "edge_relay_stalls_total": [({}, n)]}
+
+    rose = assess([(0.0, with_stalls(1)), (10.0, with_stalls(3))], workers=2).warnings
+    assert rose == ["reject controller kept off the CPU over 2 ms (pulses may leave late): a starved or shared "
+                    "CPU: 2 in the last 10 s"], rose
+    assert assess([(0.0, with_stalls(3)), (10.0, with_stalls(3))], workers=2).warnings == []

@@ -27,6 +27,8 @@ RISING = (
     ("edge_decisions_total", {"reason": "late result"}, "containers rejected for a late result"),
     ("edge_decisions_total", {"reason": "worker crashed"}, "containers rejected: a worker crashed"),
     ("edge_relay_outputs_total", {"result": "failsafe"}, "fail-safe ejections (no decision in time)"),
+    ("edge_relay_stalls_total", {}, "reject controller kept off the CPU over 2 ms (pulses may leave late): "
+                                    "a starved or shared CPU"),
     ("edge_stage_restarts_total", {}, "stage restarts"),
 )
 
