@@ -29,7 +29,7 @@ RELAY_ERROR = Histogram("edge_relay_error_seconds", "How far a pulse left from i
                         ["direction"], buckets=(.0001, .0005, .001, .002, .005, .01, .02, .05, .1, 1))
 RELAY = Counter("edge_relay_outputs", "Reject outputs by kind and result.", ["kind", "result"])
 RELAY_STALLS = Counter("edge_relay_stalls", "Times the OS kept the reject controller off the CPU longer than "
-                       "its 2 ms spin margin (a starved or shared CPU): a pulse due then leaves late.")
+                       "its 2 ms spin margin (a starved or shared CPU, a write the disk held up): a pulse due then leaves late.")
 BAD = Counter("edge_bad_messages", "Malformed, wrong-size or unknown-container messages.", ["stage", "reason"])
 RESTARTS = Counter("edge_stage_restarts", "Stage processes restarted by the supervisor.", ["stage"])
 DEPTH = Gauge("edge_queue_depth", "Items waiting in a stage (open containers, pending pulses, ...).",

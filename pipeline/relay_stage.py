@@ -11,8 +11,9 @@ it is an alarm naming the container.
 A late pulse always has a cause in the audit journal, so it can be told from a fault of
 this code. Either the controller learnt of the pulse after its due time and fired it at
 once: it came up after that time (a restart), or the arm or reject arrived after it
-("arrived late"). Or the OS kept the controller off the CPU while it had work, or woke
-it late from a wait (wall time minus the thread's CPU time): a "stalled" record with
+("arrived late"). Or the controller was kept off the CPU while it had work (preempted,
+a vCPU its host held, a write the disk held up), or woken late from a wait (wall time
+minus the thread's CPU time, less the wait it asked for): a "stalled" record with
 when it happened, counted (edge_relay_stalls_total) and logged. A stall longer than
 SPIN_NS can make a pulse late; on a shared or virtualised CPU expect a few, on a line PC
 none.
@@ -230,8 +231,9 @@ class RejectController:
         self.record("stalled", None, from_ns=began, to_ns=self.watch.wall_ns, ms=round(off_ns / 1e6, 3))
         if time.monotonic() - self._stall_logged >= STALL_LOG_EVERY_S:
             self._stall_logged = time.monotonic()
-            log.warning("the OS kept the reject controller off the CPU for %.1f ms (a starved or shared CPU): "
-                        "pulses due then leave late; each stall is in relay/outputs.jsonl", off_ns / 1e6)
+            log.warning("the reject controller was kept off the CPU for %.1f ms (a starved or shared CPU, or a "
+                        "write the disk held up): pulses due then leave late; each stall is in relay/outputs.jsonl",
+                        off_ns / 1e6)
 
     def record(self, kind: str, seq: int | None, **fields) -> None:
         self.audit.info(json.dumps({"kind": kind, "seq": seq, "utc": datetime.now(timezone.utc).isoformat(),
