@@ -43,13 +43,18 @@ fi
 
 PKG="$WORK/n/$NAME"
 EVAL=(--runtime onnxruntime --imgsz 640 --target-fr 0.01)
-edge eval "$PKG" --data "$WORK/calib" "${EVAL[@]}" --calibrate --record calibration
-edge eval "$PKG" --data "$WORK/test" "${EVAL[@]}" --record test --json "$WORK/test_metrics.json"
+# Each figure is measured once: a re-run skips those whose JSON exists.
+[ -f "$WORK/calib_metrics.json" ] || edge eval "$PKG" --data "$WORK/calib" "${EVAL[@]}" --calibrate \
+  --record calibration --json "$WORK/calib_metrics.json"
+[ -f "$WORK/test_metrics.json" ] || edge eval "$PKG" --data "$WORK/test" "${EVAL[@]}" --record test \
+  --json "$WORK/test_metrics.json"
 # The trained-families check: the paper's five classes, the catalogue model against
 # models/rtvp-n-synth (trained on those five alone) on the same views.
-edge eval "$PKG" --data "$WORK/test_classic" --vocab "$CLASSIC" "${EVAL[@]}" --record classic_test \
-  --json "$WORK/classic_metrics.json"
-edge eval models/rtvp-n-synth --data "$WORK/test_classic" "${EVAL[@]}" --json "$WORK/classic_metrics_synth.json"
+[ -f "$WORK/classic_metrics.json" ] || edge eval "$PKG" --data "$WORK/test_classic" --vocab "$CLASSIC" \
+  "${EVAL[@]}" --record classic_test --json "$WORK/classic_metrics.json"
+[ -f "$WORK/classic_metrics_synth.json" ] || edge eval models/rtvp-n-synth --data "$WORK/test_classic" \
+  "${EVAL[@]}" --json "$WORK/classic_metrics_synth.json"
 # False rejects on good containers with non-defects, at the calibrated thresholds, both models.
-edge eval "$PKG" --data "$WORK/good" "${EVAL[@]}" --json "$WORK/good_metrics.json"
-edge eval models/rtvp-n-synth --data "$WORK/good" "${EVAL[@]}" --json "$WORK/good_metrics_synth.json"
+[ -f "$WORK/good_metrics.json" ] || edge eval "$PKG" --data "$WORK/good" "${EVAL[@]}" --json "$WORK/good_metrics.json"
+[ -f "$WORK/good_metrics_synth.json" ] || edge eval models/rtvp-n-synth --data "$WORK/good" "${EVAL[@]}" \
+  --json "$WORK/good_metrics_synth.json"
