@@ -10,10 +10,10 @@
 # Its figures on the paper's five classes are measured on the very same test views as
 # models/rtvp-n-synth's. The package stays in WORK/n/rtvp-n-catalogue (not shipped: see
 # docs/training.md); copy it to models/ to ship it. Re-running resumes from the last
-# checkpoint (every 100 steps) and skips what is done. The figures in docs/training.md are
-# from renderer 1 without hard negatives; a new WORK folder renders renderer 2's finish
-# defects and the non-defects' boxes, and trains with 25% of crops on those (edge train's
-# default --negative-crops): not measured yet.
+# checkpoint (every 100 steps) and skips what is done. A new WORK folder renders renderer 2's
+# finish defects and the non-defects' boxes, and trains with 25% of crops on those (edge
+# train's default --negative-crops); docs/training.md has both runs' figures (runs/catalogue:
+# renderer 1, runs/catalogue2: renderer 2, 2 h 20 min of training on the shared CPU).
 #
 #   scripts/train_catalogue.sh [WORK_DIR]   (default runs/catalogue)
 set -euo pipefail
