@@ -236,8 +236,38 @@ def check_pulses(data: Path, reader: PtyReader, rows: list[tuple], undecided: tu
     assert sorted(p["seq"] for p in pulses if p["failsafe"]) == sorted(undecided)
     assert sorted(p["seq"] for p in pulses) == rejects, "one pulse per reject, none for passes"
     assert len(reader.on_times) == len(rejects)
-    sent = [p["sent_ns"] - p["due_ns"] for p in pulses]
-    assert all(abs(e) < TOLERANCE_NS for e in sent), sorted(sent, key=abs)[-3:]
+    assert explain_late(data, pulses) <= 2, "more than two pulses late for want of CPU"
     due = sorted(p["due_ns"] for p in pulses)
     seen = [t - d for t, d in zip(sorted(reader.on_times), due)]
     assert all(abs(e) < READER_SLACK_NS for e in seen), sorted(seen, key=abs)[-3:]
+
+
+def explain_late(data: Path, pulses: list[dict]) -> int:
+    """Asserts that no pulse left early or past the reader's slack, and that each late one has a
+    cause the line can see; returns how many of them the OS starved.
+
+    A pulse is on time if it left within 10 ms of the earliest moment its controller could
+    fire it: its due time, the start of the controller that fired it (its ejector time fell
+    while none was up), or its arm's arrival (journalled "arrived late"; after a restart the
+    decision stage's socket takes some ms to reconnect). pipeline/pulses.py fires such a pulse
+    at once, by design. Otherwise the controller must have journalled a stall over its due
+    time at least as long as it was late: the OS kept it off the CPU (a shared machine
+    throttles even SCHED_FIFO processes). An unexplained late pulse is a fault.
+    """
+    sent = [p["sent_ns"] - p["due_ns"] for p in pulses]
+    assert all(-TOLERANCE_NS < e < READER_SLACK_NS for e in sent), sorted(sent, key=abs)[-3:]
+    stalls = journal(data, "stalled")
+    arrivals = {r["seq"]: r["at_ns"] for r in journal(data, "arrived late")}
+    ups = sorted(r["ready_ns"] for r in journal(data, "started"))
+    starved = 0
+    for p in pulses:
+        firing_up = max((t for t in ups if t <= p["sent_ns"]), default=0)
+        learnt = max(p["due_ns"], firing_up, arrivals.get(p["seq"], 0))
+        if p["sent_ns"] - learnt < TOLERANCE_NS:
+            continue
+        late = p["sent_ns"] - p["due_ns"]
+        assert any(s["from_ns"] <= p["sent_ns"] and s["to_ns"] >= p["due_ns"] and s["ms"] * 1e6 >= late
+                   for s in stalls), f"container {p['seq']}: pulse {late / 1e6:.1f} ms late with no cause " \
+                                     f"in sight (stalls: {stalls}; controllers up at {ups})"
+        starved += 1
+    return starved

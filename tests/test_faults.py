@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from line_support import (READER_SLACK_NS, TOLERANCE_NS, check_one_decision_each, db_rows, finish, journal, stages, start, wait_for)
+from line_support import (READER_SLACK_NS, TOLERANCE_NS, check_one_decision_each, db_rows, explain_late, finish, journal,
+                          stages, start, wait_for)
 
 PERIOD_NS = 1_000_000_000  # 60 containers/min
 TRAVEL_NS = 1_500_000_000
@@ -56,33 +57,12 @@ def account(data: Path, reader_times: list[int], down: list[tuple[int, int]], ki
         # shared machine throttles even SCHED_FIFO processes) may alarm: it said how late it was.
         assert "late_ms" in alarm, f"container {seq}: alarm for an ejector time when a controller was up"
         starved += 1
-    # On time where the relay writes it; and each pulse really went out: the reader on the other
-    # side of the pseudo-terminal saw it (that reader also follows each restarted controller to
-    # its new terminal, so its own stamps get a wider slack). A kill between the device write
-    # and the journal line may add a pulse the journal does not have, at most one per kill.
-    # A late pulse must have a cause the line can see, and none may be early or later than the
-    # reader's slack. Either the controller learnt of it after its due time and fired it at once
-    # (less than relay_lead_ms late, pipeline/pulses.py): its ejector time fell while no
-    # controller was up and the successor fired it as it came up, or its arm reached the
-    # controller late (journalled "arrived late"; after a kill the decision stage's socket takes
-    # some ms to reconnect). Or the controller journalled a stall over its due time at least as
-    # long as it was late (the OS kept it off the CPU); such pulses share the budget of two.
-    # An unexplained late pulse is a fault.
-    sent = [p["sent_ns"] - p["due_ns"] for p in pulses.values()]
-    assert all(-TOLERANCE_NS < e < READER_SLACK_NS for e in sent), sorted(sent, key=abs)[-3:]
-    stalls = journal(data, "stalled")
-    arrivals = {r["seq"]: r["at_ns"] for r in journal(data, "arrived late")}
-    ups = sorted(r["ready_ns"] for r in journal(data, "started"))
-    for seq, p in pulses.items():
-        firing_up = max(t for t in ups if t <= p["sent_ns"])  # when the controller that fired it came up
-        learnt = max(p["due_ns"], firing_up, arrivals.get(seq, 0))  # the earliest it could have fired
-        if p["sent_ns"] - learnt < TOLERANCE_NS:
-            continue
-        late = p["sent_ns"] - p["due_ns"]
-        assert any(s["from_ns"] <= p["sent_ns"] and s["to_ns"] >= p["due_ns"] and s["ms"] * 1e6 >= late
-                   for s in stalls), f"container {seq}: pulse {late / 1e6:.1f} ms late with no cause in sight " \
-                                     f"(stalls: {stalls}; controllers up at {ups})"
-        starved += 1
+    # Each pulse on time, or late for a cause the line can see (explain_late); and each really went
+    # out: the reader on the other side of the pseudo-terminal saw it (that reader also follows each
+    # restarted controller to its new terminal, so its own stamps get a wider slack). A kill between
+    # the device write and the journal line may add a pulse the journal does not have, at most one
+    # per kill. Pulses the OS starved share the alarms' budget of two.
+    starved += explain_late(data, list(pulses.values()))
     assert starved <= 2, f"{starved} rejects starved (alarmed or pulsed late)"
     on = sorted(reader_times)
     assert len(pulses) <= len(on) <= len(pulses) + kills
