@@ -75,6 +75,28 @@ def test_perfect_predictions_give_ap_one_and_none_give_zero():
     assert coco_metrics(labels, [Detections.empty(VOCAB)] * len(labels.images), VOCAB)["ap"] == 0.0
 
 
+def test_per_class_recall_counts_a_found_box_whatever_class_it_was_given():
+    boxes = np.array([[10, 10, 40, 40], [200, 200, 260, 230]], np.float32)
+    labels = LabelSet(root=None, images=[LabelledImage("v.png", 400, 400, boxes, ["oil", "bubble"])],
+                      classes=list(VOCAB))
+    # the oil is found but called a bubble; the bubble is not found at all
+    found = Detections(boxes[:1] + 1, np.array([0.9], np.float32), np.array([1], np.int64), VOCAB)
+    figures = coco_metrics(labels, [found], VOCAB)
+    assert figures["per_class_ap50"]["oil"] == 0.0
+    assert figures["per_class_recall50"] == {"oil": 1.0, "bubble": 0.0, "black spot": None}
+    assert figures["agnostic_recall50"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_class_recall_weighted_by_boxes_gives_the_agnostic_recall(seed):
+    labels, detections = random_case(seed)
+    figures = coco_metrics(labels, detections, VOCAB)
+    counts = {n: sum(c == n for im in labels.images for c in im.classes) for n in VOCAB}
+    weighted = sum(figures["per_class_recall50"][n] * k for n, k in counts.items() if k) / sum(counts.values())
+    assert weighted == pytest.approx(figures["agnostic_recall50"])
+    assert 0 < figures["agnostic_recall50"] < 1
+
+
 def container_case():
     # containers 0..3 good, 4..7 defective; one view each is enough
     images = [LabelledImage(f"{c:06d}_v0.png", 100, 100,

@@ -53,6 +53,8 @@ def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tup
 
     `agnostic_recall50` is the share of boxes any detection (of any class, above the
     evaluation floor) overlaps by IoU >= 0.5: did the model find the defect at all.
+    `per_class_recall50` is the same share per labelled class: a family the model finds
+    but names wrongly (AP 0, recall high) still gets its container rejected.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -73,7 +75,8 @@ def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tup
                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
     empty = {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "aps": 0.0,
              "per_class": {n: 0.0 for n in vocabulary}, "per_class_ap50": {n: 0.0 for n in vocabulary},
-             "agnostic_recall50": 0.0, "gt_boxes": len(gt["annotations"]),
+             "agnostic_recall50": 0.0, "per_class_recall50": {n: 0.0 for n in vocabulary},
+             "gt_boxes": len(gt["annotations"]),
              "detections": len(dt)}
     if not gt["annotations"] or not dt:
         return empty
@@ -100,7 +103,25 @@ def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tup
         per_class_ap50[name] = float(p50[p50 > -1].mean()) if (p50 > -1).any() else None
     recall = float(agnostic.eval["recall"][0, 0, 0, -1])  # IoU .5, all classes as one, all areas, 100 dets
     return {**empty, "ap": stats[0], "ap50": stats[1], "ap75": stats[2], "aps": stats[3],
-            "per_class": per_class, "per_class_ap50": per_class_ap50, "agnostic_recall50": max(recall, 0.0)}
+            "per_class": per_class, "per_class_ap50": per_class_ap50, "agnostic_recall50": max(recall, 0.0),
+            "per_class_recall50": agnostic_recall_by_class(agnostic, coco_gt, vocabulary)}
+
+
+def agnostic_recall_by_class(agnostic, coco_gt, vocabulary: tuple[str, ...]) -> dict[str, float | None]:
+    """Per labelled class, the share of its boxes the class-agnostic COCOeval matched at IoU 0.5.
+
+    Read from the same matching as `agnostic_recall50` (all areas, 100 detections an image),
+    so the classes' shares weighted by their box counts give that figure back.
+    """
+    found = {n: [0, 0] for n in vocabulary}  # matched, labelled
+    all_areas = [e for e in agnostic.evalImgs if e is not None and e["aRng"] == agnostic.params.areaRng[0]]
+    for entry in all_areas:
+        for gt_id, match, ignored in zip(entry["gtIds"], entry["gtMatches"][0], entry["gtIgnore"]):
+            if not ignored:
+                counts = found[vocabulary[coco_gt.anns[gt_id]["category_id"] - 1]]
+                counts[0] += bool(match)
+                counts[1] += 1
+    return {n: (hit / total if total else None) for n, (hit, total) in found.items()}
 
 
 # ---------------------------------------------------------------------------- line
