@@ -17,8 +17,8 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from camera.base import Camera, build_camera, monotonic_ns
 from camera.config import check_six_views

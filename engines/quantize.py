@@ -25,9 +25,9 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Sequence
-from typing import Annotated, Any, Iterator, Literal, Union
+from typing import Annotated, Any, Literal, Union
+from collections.abc import Iterator
 
 import numpy as np
 import zmq

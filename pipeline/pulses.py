@@ -19,8 +19,8 @@ stage feeds it, tests drive it.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from storage.bounded import BoundedSet
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 

@@ -12,7 +12,8 @@ It lives in the bottom layer (docs/architecture.md) because every layer has such
 from __future__ import annotations
 
 import importlib
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

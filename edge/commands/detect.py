@@ -8,8 +8,8 @@ the line would use (config.yaml's engine section), unless --runtime says otherwi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import click
 import cv2

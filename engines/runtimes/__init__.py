@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from engines.config import EngineConfig
 from engines.engine import Engine, class_thresholds

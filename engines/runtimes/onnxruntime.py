@@ -23,8 +23,8 @@ import hashlib
 import logging
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

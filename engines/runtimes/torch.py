@@ -7,7 +7,7 @@ other runtimes are checked against (tests/test_engines_parity.py).
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -3,7 +3,7 @@ same letterbox, decode and NMS (engines/engine.py) as every runtime on the line.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -14,7 +14,7 @@ Sampling is seeded by (seed, step), so a resumed run sees the same prompts.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
