@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from engines.detections import Detections
-from engines.training.evaluate import Containers, coco_metrics, line_metrics, stored_thresholds
+from engines.training.evaluate import Containers, coco_metrics, format_report, line_metrics, stored_thresholds
 from storage.labels import LabelledImage, LabelSet, write_coco
 
 VOCAB = ("oil", "bubble", "black spot")
@@ -85,6 +85,12 @@ def test_per_class_recall_counts_a_found_box_whatever_class_it_was_given():
     assert figures["per_class_ap50"]["oil"] == 0.0
     assert figures["per_class_recall50"] == {"oil": 1.0, "bubble": 0.0, "black spot": None}
     assert figures["agnostic_recall50"] == pytest.approx(0.5)
+    lines = format_report({**figures, "images": 1,
+                           **line_metrics(Containers.build(labels, [found], VOCAB), VOCAB, {}, 0.5, 0.01)})
+    assert "found 50.0% (any class, IoU >= 0.5)" in lines[1]
+    assert lines[2].split() == ["oil", "AP", "0.000", "AP50", "0.000", "found", "100.0%"]
+    assert lines[3].split()[-2:] == ["found", "0.0%"]
+    assert lines[4].split() == ["black", "spot", "AP", "n/a", "(no", "boxes)"]
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -256,12 +256,16 @@ def pct(rate: float | None) -> str:
 
 
 def format_report(metrics: dict) -> list[str]:
-    """Lines for the terminal: the COCO table, per-class AP and the line's figures."""
+    """Lines for the terminal: the COCO table, per-class AP, AP50 and share found, and the line's figures."""
     lines = [f"images {metrics['images']}, boxes {metrics['gt_boxes']}, detections {metrics['detections']}",
              f"AP {metrics['ap']:.3f}  AP50 {metrics['ap50']:.3f}  AP75 {metrics['ap75']:.3f}  "
-             f"APs {metrics['aps']:.3f}"]
+             f"APs {metrics['aps']:.3f}  found {pct(metrics['agnostic_recall50'])} (any class, IoU >= 0.5)"]
     for name, ap in metrics["per_class"].items():
-        lines.append(f"  {name:<24} AP {'n/a (no boxes)' if ap is None else f'{ap:.3f}'}")
+        if ap is None:
+            lines.append(f"  {name:<24} AP n/a (no boxes)")
+        else:
+            lines.append(f"  {name:<24} AP {ap:.3f}  AP50 {metrics['per_class_ap50'][name]:.3f}  "
+                         f"found {pct(metrics['per_class_recall50'][name])}")
     conf, tgt = metrics["configured"], metrics["at_target"]
     if "grouping" in metrics:
         lines.append(metrics["grouping"])
