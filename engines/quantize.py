@@ -21,6 +21,7 @@ unless `force`, which keeps it with `accepted: false` in its manifest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -74,6 +75,25 @@ def letterboxed_batches(files: Sequence[Path], imgsz: int, batch: int = BATCH) -
             yield out
 
 
+@contextlib.contextmanager
+def quantizer_advice_to_debug() -> Iterator[None]:
+    """ONNX Runtime's quantizer warns through the root logger: advice to pre-process the graph
+    (the AP gate measures the INT8 graph as it comes out) and a box bias that is not an
+    initializer (that bias stays float). A line engineer cannot act on either, so they go to
+    debug here, under this module's name; records of named loggers pass untouched."""
+    root = logging.getLogger()
+
+    def demote(record: logging.LogRecord) -> bool:
+        log.debug("onnxruntime.quantization: %s", record.getMessage())
+        return False
+
+    root.addFilter(demote)
+    try:
+        yield
+    finally:
+        root.removeFilter(demote)
+
+
 def quantize_graph(fp32: Path, out: Path, files: Sequence[Path], imgsz: int, version: str) -> Path:
     """Write the INT8 QDQ graph of `fp32` to `out`, calibrated on `files`: metadata kept, precision
     added, and `version` (the INT8 package's, so records name the model that decided)."""
@@ -92,10 +112,11 @@ def quantize_graph(fp32: Path, out: Path, files: Sequence[Path], imgsz: int, ver
     try:
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
             raw = Path(scratch) / out.name  # the quantizer writes to a path, not a stream
-            quantize_static(str(fp32), str(raw), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            reduce_range=True,
-                            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=OPS)
+            with quantizer_advice_to_debug():
+                quantize_static(str(fp32), str(raw), Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                                reduce_range=True,
+                                calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=OPS)
             proto = onnx.load(str(raw))
         metadata = {p.key: p.value for p in onnx.load(str(fp32), load_external_data=False).metadata_props}
         del proto.metadata_props[:]

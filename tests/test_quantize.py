@@ -8,6 +8,7 @@ quantizer is slow-ish (seconds per run), so one INT8 graph serves the gate tests
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -21,7 +22,7 @@ from engines.config import EngineConfig
 from engines.errors import EngineError
 from engines.package import ONNX
 from engines.quantize import QuantizationRefused, calibration_files, letterboxed_batches, quantize_graph, \
-    quantize_package, register_int8
+    quantize_package, quantizer_advice_to_debug, register_int8
 from engines.registry import Registry
 from engines.runtimes import ensure_onnx, load_engine
 from engines_support import IMGSZ, VOCABULARY, exported, make_package
@@ -105,14 +106,31 @@ def test_gate_refuses_what_it_cannot_meet_and_force_keeps_it_marked(quantized, s
     assert not result["accepted"] and result["forced"] and "more than" in result["verdict"]
 
 
-def test_cli_quantizes_and_refuses_in_one_line(synth, tmp_path, monkeypatch) -> None:
+def test_cli_quantizes_and_refuses_in_one_line(synth, tmp_path, monkeypatch, caplog) -> None:
     monkeypatch.chdir(tmp_path)  # no config.yaml: data folder ./data
     make_package(tmp_path / "data" / "models" / "v1")
+    caplog.set_level(logging.DEBUG)
     result = CliRunner().invoke(main, ["quantize", "data/models/v1", "--calibrate", str(synth / "images"),
                                        "--data", str(synth), "--views", "2", "--imgsz", str(IMGSZ),
                                        "--max-ap-loss", "-1"])
     assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
     assert "v1 INT8 refused" in result.output and "--force" in result.output
+    # ONNX Runtime's advice reached no one as a root warning (it did before quantizer_advice_to_debug)
+    assert not [r for r in caplog.records if r.name == "root" and r.levelno >= logging.WARNING]
+
+
+def test_quantizer_advice_goes_to_debug_and_named_warnings_pass(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="engines.quantize")  # an `edge` command set engines to INFO
+    with quantizer_advice_to_debug():
+        logging.warning("Please consider to run pre-processing before quantization")
+        logging.getLogger("engines.export").warning("a real warning")
+    logging.warning("after: the root logger is as it was")
+    seen = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert seen == [("engines.quantize", "DEBUG",
+                     "onnxruntime.quantization: Please consider to run pre-processing before quantization"),
+                    ("engines.export", "WARNING", "a real warning"),
+                    ("root", "WARNING", "after: the root logger is as it was")]
 
 
 def test_calibration_needs_views(tmp_path) -> None:
