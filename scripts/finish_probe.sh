@@ -6,7 +6,7 @@
 # defect left out, so most crops hold one), prompted by name, and scores those five
 # families on the catalogue test set: AP50 and the share found (any class, IoU 0.5).
 # If it finds them, the catalogue runs were short of steps on them; if not, the input
-# size or the head is the limit.
+# size or the head is the limit. Figures of 2026-12-07 (400 steps): docs/training.md.
 #
 #   scripts/finish_probe.sh [CATALOGUE_WORK] [PROBE_WORK]   (default runs/catalogue2 runs/finish_probe)
 #   STEPS=400 by default. Resumes from its checkpoint; skips what is done.
@@ -45,5 +45,9 @@ if [ ! -f "$WORK/n/finish-probe/manifest.json" ]; then
     --epochs 100 --max-steps "$STEPS" --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 100 \
     --save-every 100 --half-weights --version finish-probe --out "$WORK/n" "${RESUME[@]}"
 fi
-[ -f "$WORK/test_metrics.json" ] || edge eval "$WORK/n/finish-probe" --data "$CAT/test" --vocab "$FINISH" \
-  --runtime onnxruntime --imgsz 640 --json "$WORK/test_metrics.json"
+# At the inference size of the line (640) and at the views' native scale (832).
+for SIZE in 640 832; do
+  OUT="$WORK/test_metrics_$SIZE.json"
+  [ -f "$OUT" ] || edge eval "$WORK/n/finish-probe" --data "$CAT/test" --vocab "$FINISH" \
+    --runtime onnxruntime --imgsz "$SIZE" --json "$OUT"
+done
