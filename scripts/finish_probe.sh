@@ -21,21 +21,14 @@ mkdir -p "$WORK"
 
 # The views whose labelled defects are all finish families, in a COCO file beside the images.
 SUBSET="$CAT/train/finish_only.json"
-[ -f "$SUBSET" ] || python - "$CAT/train/annotations.json" "$SUBSET" "$FINISH" <<'EOF'
-import json, sys
+[ -f "$SUBSET" ] || python - "$CAT/train" "$SUBSET" "$FINISH" <<'EOF'
+import sys
+from engines.training.datasets import load_labels
+from storage.labels import write_coco
 source, out, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-coco = json.load(open(source))
-keep_cat = {c["id"] for c in coco["categories"] if c["name"] in names}
-by_image = {}
-for a in coco["annotations"]:
-    by_image.setdefault(a["image_id"], []).append(a)
-images = [i for i in coco["images"] if i["id"] in by_image
-          and all(a["category_id"] in keep_cat for a in by_image[i["id"]])]
-ids = {i["id"] for i in images}
-coco.update(images=images, annotations=[a for a in coco["annotations"] if a["image_id"] in ids],
-            categories=[c for c in coco["categories"] if c["id"] in keep_cat])
-json.dump(coco, open(out, "w"))
-print(f"{out}: {len(images)} views, {len(coco['annotations'])} finish defects")
+kept = [im for im in load_labels(source, check_images=False).images if im.classes and set(im.classes) <= set(names)]
+write_coco(out, kept, names)
+print(f"{out}: {len(kept)} views, {sum(len(im.classes) for im in kept)} finish defects")
 EOF
 
 if [ ! -f "$WORK/n/finish-probe/manifest.json" ]; then

@@ -54,7 +54,8 @@ def coco_metrics(labels: LabelSet, detections: list[Detections], vocabulary: tup
     `agnostic_recall50` is the share of boxes any detection (of any class, above the
     evaluation floor) overlaps by IoU >= 0.5: did the model find the defect at all.
     `per_class_recall50` is the same share per labelled class: a family the model finds
-    but names wrongly (AP 0, recall high) still gets its container rejected.
+    but names wrongly (AP 0, recall high) still rejects its container where that detection
+    scores above its own class's threshold.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
