@@ -53,6 +53,7 @@ def export(deployed, path, hw):
     {"expert_adapter": False, "patch_size": 64},
     {"sparse_select": False, "text_attn": False},
     {"patch_size": 128},
+    {"p2": True},
 ])
 def test_deploy_equals_eval_and_exports(tmp_path, overrides):
     torch.manual_seed(0)
@@ -64,7 +65,8 @@ def test_deploy_equals_eval_and_exports(tmp_path, overrides):
         boxes, scores = model(images, text)
         deployed = model.deploy(text)
         d_boxes, d_scores = deployed(images)
-    assert boxes.shape == (2, (hw[0] // 8) * (hw[1] // 8) * 21 // 16, 4) and scores.shape[-1] == 4
+    anchors = sum((hw[0] // s) * (hw[1] // s) for s in (8, 16, 32, 4)[:4 if model.config.p2 else 3])
+    assert boxes.shape == (2, anchors, 4) and scores.shape[-1] == 4
     assert (d_scores - scores).abs().max() < 1e-4
     assert (d_boxes - boxes).abs().max() < 1e-4
     assert not hasattr(deployed, "aux") and not hasattr(deployed, "loss_fn")

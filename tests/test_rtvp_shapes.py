@@ -52,3 +52,24 @@ def test_stage_shapes(scale, sam, hw, capsys):
     assert ((scores >= 0) & (scores <= 1)).all()
     if hw == (640, 640):
         assert anchors == 8400
+
+
+def test_p2_adds_a_stride4_level_and_leaves_the_others_alone():
+    """arch p2: N2 at stride 4 after N3-N5; a three-level model's weights load into it unchanged."""
+    torch.manual_seed(0)
+    base = build_model(scale="n").eval()
+    fine = build_model(scale="n", p2=True).eval()
+    new, unexpected = fine.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected
+    assert {k.split(".")[0] + "." + k.split(".")[1] for k in new} == {"neck.top_down2", "head.box", "head.embed",
+                                                                     "head.contrast"}
+    assert all(".3." in k for k in new if k.startswith("head."))  # only the fourth level of the head
+    text = unit_text(3, 384)
+    images = torch.rand(1, 3, 256, 320)
+    with torch.no_grad():
+        out = fine._run(images, fine.neck.guides(text), fine.head.class_weights(text))
+        ref = base._run(images, base.neck.guides(text), base.head.class_weights(text))
+    assert out["shapes"] == ref["shapes"] + [(64, 80)] and out["strides"] == [8, 16, 32, 4]
+    three = ref["logits"].shape[1]
+    assert out["logits"].shape == (1, three + 64 * 80, 3)
+    assert torch.allclose(out["logits"][:, :three], ref["logits"], atol=1e-5)  # the old levels unchanged

@@ -72,6 +72,26 @@ def test_init_starts_from_a_package_and_records_it_as_parent(data, tmp_path):
     assert missing.exit_code != 0 and "--init" in missing.output
 
 
+def test_p2_grows_a_stride4_level_on_an_init_model(data, tmp_path):
+    base = train(config(data, tmp_path / "base", version="base-1")).package
+    args = ["train", "--data", str(data), "--crop", "96", "--batch", "4", "--imgsz", "160", "--threads", "1",
+            "--max-steps", "2", "--lr", "0", "--version", "fine-1", "--init", str(base.path), "--p2"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "fine")])
+    assert result.exit_code == 0, result.output
+    fine = ModelPackage.load(tmp_path / "fine" / "fine-1")
+    assert fine.manifest["arch"]["p2"] is True and base.manifest["arch"]["p2"] is False
+    before, after = base.state_dict(), fine.state_dict()
+    learnt = {k: v for k, v in before.items() if v.is_floating_point() and "running" not in k}
+    assert all(torch.allclose(after[k].float(), v.float(), atol=1e-6) for k, v in learnt.items())  # lr 0
+    assert any(k.startswith("neck.top_down2.") for k in set(after) - set(before))
+    from engines.config import EngineConfig
+    from engines.runtimes import load_engine
+
+    engine = load_engine(fine, EngineConfig(runtime="onnxruntime", imgsz=160), tmp_path / "cache")
+    engine.infer([cv2.imread(str(data / "images/000001_v0.png"))])  # the four-level graph exports and runs
+    assert engine.session.get_outputs()[0].shape[1] == sum((160 // s) ** 2 for s in (8, 16, 32, 4))
+
+
 def _checkpoint_step(path: Path) -> int:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)["step"]

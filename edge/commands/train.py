@@ -44,6 +44,9 @@ from engines.training.train import SCALES, TrainConfig
                    "whose labels name them (edge synth --catalogue full does).")
 @click.option("--init", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Start from this model package's weights (fine-tuning); its version is the parent.")
+@click.option("--p2", is_flag=True,
+              help="Add a fourth head level at stride 4 for thin and small defects (about 40% more "
+                   "compute); with --init, the start model's weights load and only that level starts untrained.")
 @click.option("--text-ckpt", type=click.Path(path_type=Path, exists=True), default=None,
               help="Local CLIP checkpoint folder (with --text-encoder clip).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("runs/train"),

@@ -1,7 +1,8 @@
 """The expert CNN: the detector's own YOLOv8 CSP backbone (docs/rtvp-spec.md 1.1).
 
 It gives the P3/P4/P5 features the neck reads and the targets of the domain-adaptation
-reconstruction loss. Scales follow yolov8.yaml; `tiny` is ours, for tests and quick
+reconstruction loss, and the stride-4 stem output (P2) that the optional fine level
+reads (RTVPConfig.p2). Scales follow yolov8.yaml; `tiny` is ours, for tests and quick
 CPU runs.
 """
 
@@ -35,7 +36,7 @@ def level_channels(scale: str) -> tuple[int, int, int]:
 
 
 class ExpertBackbone(nn.Module):
-    """YOLOv8 backbone layers 0-9; forward returns (P3, P4, P5) at strides 8, 16, 32."""
+    """YOLOv8 backbone layers 0-9; forward returns (P2, P3, P4, P5) at strides 4, 8, 16, 32."""
 
     def __init__(self, scale: str):
         super().__init__()
@@ -46,11 +47,13 @@ class ExpertBackbone(nn.Module):
         self.stage4 = nn.Sequential(Conv(c3, c4, 3, 2), C2f(c4, c4, d(6), True))
         self.stage5 = nn.Sequential(Conv(c4, c5, 3, 2), C2f(c5, c5, d(3), True), SPPF(c5, c5))
         self.channels = (c3, c4, c5)
+        self.p2_channels = c2
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        p3 = self.stage3(self.stem(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        p2 = self.stem(x)
+        p3 = self.stage3(p2)
         p4 = self.stage4(p3)
-        return p3, p4, self.stage5(p4)
+        return p2, p3, p4, self.stage5(p4)
 
 
 def build_expert(scale: str) -> ExpertBackbone:

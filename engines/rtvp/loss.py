@@ -136,7 +136,7 @@ class RTVPLoss:
         dist, logits = out["dist"].float(), out["logits"].float()
         b, _, k = logits.shape
         device = logits.device
-        anchors, strides = make_anchors(out["shapes"], list(STRIDES))
+        anchors, strides = make_anchors(out["shapes"], out["strides"])
         anchors, strides = anchors.to(device), strides.to(device)
         gt_boxes, gt_labels, mask_gt = pad_targets(targets, device)
         if len(targets) != b:

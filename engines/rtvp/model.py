@@ -2,9 +2,12 @@
 
     images (B,3,H,W) RGB [0,1] --> expert CNN ----------------> P3 P4 P5 --+
                                \-> Mobile-SAM -> adapter -> F^R -> scorer, selection, fusion
-                                                                       --> P'3 P'4 P'5
-    text (K,D) --> guides -----------------------------> text-guided PAN --> N3 N4 N5
+                                                                       --> P'3 P'4 P'5 (P2)
+    text (K,D) --> guides -----------------------------> text-guided PAN --> N3 N4 N5 (N2)
                \-> class weights ------------------------------------------> head -> boxes, scores
+
+With arch `p2` the expert's stride-4 stem map P2 goes straight to the PAN (no visual
+prompt at that scale) and the head gets a fourth level, N2, for thin and small defects.
 
 `RTVP` trains (forward returns raw outputs for `loss`) and evaluates (forward returns
 boxes and scores); `RTVP.deploy(text)` returns the image-only graph with the text
@@ -27,7 +30,7 @@ from torch import nn
 from engines.errors import EngineError
 from engines.rtvp.adapter import DomainAdapter, build_adapter
 from engines.rtvp.expert import ExpertBackbone, build_expert, level_channels
-from engines.rtvp.head import WorldHead, build_head
+from engines.rtvp.head import WorldHead, build_head, level_strides
 from engines.rtvp.loss import LossWeights, RTVPLoss
 from engines.rtvp.neck import TextPAN, build_neck
 from engines.rtvp.sam_encoder import TinyViT, build_sam_encoder, load_mobile_sam
@@ -57,6 +60,7 @@ class RTVPConfig:
     mask_ratio: float = 0.5                # share of 32-px units masked in training
     decoder_width: int | None = None       # reconstruction decoder width (None: by scale)
     reg_max: int = 16
+    p2: bool = False                       # a fourth head level at stride 4, for thin defects
     loss: dict[str, float] = field(default_factory=lambda: dataclasses.asdict(LossWeights()))
 
     def __post_init__(self) -> None:
@@ -87,6 +91,7 @@ class RTVPConfig:
 class RTVPGraph(nn.Module):
     """The inference path shared by the training model and the deploy graph."""
 
+    config: RTVPConfig
     sam: TinyViT
     expert: ExpertBackbone
     adapter: DomainAdapter
@@ -97,12 +102,13 @@ class RTVPGraph(nn.Module):
 
     def _run(self, images: torch.Tensor, guides: list, weights: list[torch.Tensor]) -> dict:
         hw = (images.shape[-2], images.shape[-1])
-        expert = self.expert(images)
+        p2, *expert = self.expert(images)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sam_frozen):
             sam = self.sam(images)
         recon = self.adapter(sam, hw)
         vp = self.prompt(recon, expert)
-        raw = self.head(self.neck(vp["fused"], guides), weights)
+        levels = vp["fused"] + ([p2] if self.config.p2 else [])  # P2 skips the visual prompt
+        raw = self.head(self.neck(levels, guides), weights)
         return {**raw, "expert": expert, "recon": recon, **vp}
 
     def train(self, mode: bool = True) -> "RTVPGraph":
@@ -124,8 +130,9 @@ class RTVP(RTVPGraph):
                                      config.expert_adapter)
         self.prompt = build_visual_prompt(ch, config.patch_size, config.topk, config.sparse_select)
         self.aux = AuxHead(ch, config.reg_max) if config.sparse_select else None
-        self.neck = build_neck(ch, config.text_dim, config.text_attn)
-        self.head = build_head(ch, config.text_dim, config.reg_max)
+        p2 = (self.expert.p2_channels,) if config.p2 else ()
+        self.neck = build_neck(ch, config.text_dim, config.text_attn, *p2)
+        self.head = build_head(ch + p2, config.text_dim, config.reg_max, level_strides(config.p2))
         self.loss_fn = RTVPLoss(LossWeights(**config.loss), config.reg_max)
         self.sam_frozen = False
         if config.sam_frozen:
@@ -219,8 +226,8 @@ class DeployedRTVP(RTVPGraph):
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        guides = [getattr(self, f"guide{i}") for i in range(self.num_guides)] or [None] * 4
-        weights = [getattr(self, f"class_weight{i}") for i in range(3)]
+        guides = [getattr(self, f"guide{i}") for i in range(self.num_guides)] or [None] * len(self.neck.blocks())
+        weights = [getattr(self, f"class_weight{i}") for i in range(len(self.head.contrast))]
         return self.head.decode(self._run(images, guides, weights))
 
 

@@ -62,9 +62,16 @@ class PlainBlock(C2f):
 
 
 class TextPAN(nn.Module):
-    """(P'3, P'4, P'5) -> (N3, N4, N5), same channels, guided by the vocabulary."""
+    """(P'3, P'4, P'5[, P2]) -> (N3, N4, N5[, N2]), same channels, guided by the vocabulary.
 
-    def __init__(self, channels: tuple[int, int, int], text_dim: int, text_attn: bool):
+    With `p2_channels` a fine stride-4 output N2 is added as a branch off N3 (up-sampled
+    N3 and the backbone's P2, like YOLOv8-p2's top-down step). It comes last and leaves
+    N3-N5 as they were, so a three-level model's weights load unchanged into the same
+    modules and only the branch starts untrained.
+    """
+
+    def __init__(self, channels: tuple[int, int, int], text_dim: int, text_attn: bool,
+                 p2_channels: int | None = None):
         super().__init__()
         c3, c4, c5 = channels
         block = (lambda a, b: C2fAttn(a, b, text_dim)) if text_attn else (lambda a, b: PlainBlock(a, b, 1))
@@ -76,24 +83,30 @@ class TextPAN(nn.Module):
         self.bottom_up4 = block(c3 + c4, c4)
         self.down4 = Conv(c4, c4, 3, 2)
         self.bottom_up5 = block(c4 + c5, c5)
+        self.top_down2 = block(c3 + p2_channels, p2_channels) if p2_channels else None
 
     def blocks(self) -> list[nn.Module]:
-        return [self.top_down4, self.top_down3, self.bottom_up4, self.bottom_up5]
+        return [self.top_down4, self.top_down3, self.bottom_up4, self.bottom_up5,
+                *([self.top_down2] if self.top_down2 is not None else [])]
 
     def guides(self, text: torch.Tensor) -> list[torch.Tensor | None]:
         if not self.text_attn:
-            return [None] * 4
+            return [None] * len(self.blocks())
         return [b.attn.guide(text) for b in self.blocks()]
 
     def forward(self, feats: list[torch.Tensor], guides: list[torch.Tensor | None]) -> list[torch.Tensor]:
-        p3, p4, p5 = feats
-        g12, g15, g18, g21 = guides
+        p3, p4, p5 = feats[:3]
+        g12, g15, g18, g21 = guides[:4]
         l12 = self.top_down4(torch.cat((self.up(p5), p4), 1), g12)
         n3 = self.top_down3(torch.cat((self.up(l12), p3), 1), g15)
         n4 = self.bottom_up4(torch.cat((self.down3(n3), l12), 1), g18)
         n5 = self.bottom_up5(torch.cat((self.down4(n4), p5), 1), g21)
-        return [n3, n4, n5]
+        if self.top_down2 is None:
+            return [n3, n4, n5]
+        n2 = self.top_down2(torch.cat((self.up(n3), feats[3]), 1), guides[4])
+        return [n3, n4, n5, n2]
 
 
-def build_neck(channels: tuple[int, int, int], text_dim: int, text_attn: bool) -> TextPAN:
-    return TextPAN(channels, text_dim, text_attn)
+def build_neck(channels: tuple[int, int, int], text_dim: int, text_attn: bool,
+               p2_channels: int | None = None) -> TextPAN:
+    return TextPAN(channels, text_dim, text_attn, p2_channels)

@@ -74,6 +74,7 @@ class TrainConfig:
     negative_crops: float = Augment.negative_crop_p  # crops centred on a look-alike that must pass, where named
     text_ckpt: Path | None = None
     init: Path | None = None  # a model package to start from (fine-tuning)
+    p2: bool = False  # a stride-4 head level (added to the init model where it has none)
     resume: bool = False
     version: str | None = None
     parent: str | None = None
@@ -201,11 +202,15 @@ def build(cfg: TrainConfig, text_dim: int) -> torch.nn.Module:
     if cfg.init is not None:
         package = ModelPackage.load(cfg.init)
         arch = RTVPConfig.from_dict(package.arch)
-        model = build_model(arch)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in package.state_dict().items()})
+        model = build_model(arch, p2=arch.p2 or cfg.p2)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in package.state_dict().items()}
+        new, unexpected = model.load_state_dict(state, strict=arch.p2 == model.config.p2)
+        if unexpected:
+            raise EngineError(f"{cfg.init}: weights {unexpected[:3]} do not fit its own arch")
+        if new:
+            log.info("added a stride-4 level to %s: %d new tensors start untrained", package.version, len(new))
         return model
-    model = build_model(RTVPConfig(scale=SCALES[cfg.model], imgsz=cfg.imgsz, text_dim=text_dim,
+    model = build_model(RTVPConfig(scale=SCALES[cfg.model], imgsz=cfg.imgsz, text_dim=text_dim, p2=cfg.p2,
                                    sam="tinyvit5m" if cfg.sam_ckpt else "reduced"))
     if cfg.sam_ckpt:
         model.load_sam(cfg.sam_ckpt)  # frozen from here on, as in the paper
