@@ -6,7 +6,8 @@
 # defect left out, so most crops hold one), prompted by name, and scores those five
 # families on the catalogue test set: AP50 and the share found (any class, IoU 0.5).
 # If it finds them, the catalogue runs were short of steps on them; if not, the input
-# size or the head is the limit. Figures of 2026-12-07 (400 steps): docs/training.md.
+# size or the head is the limit. A second arm adds a stride-4 head level (--p2).
+# Figures of 2026-12-07 (400 steps): docs/training.md.
 #
 #   scripts/finish_probe.sh [CATALOGUE_WORK] [PROBE_WORK]   (default runs/catalogue2 runs/finish_probe)
 #   STEPS=400 by default. Resumes from its checkpoint; skips what is done.
@@ -31,16 +32,26 @@ write_coco(out, kept, names)
 print(f"{out}: {len(kept)} views, {sum(len(im.classes) for im in kept)} finish defects")
 EOF
 
-if [ ! -f "$WORK/n/finish-probe/manifest.json" ]; then
-  RESUME=()
-  [ -f "$WORK/n/last.pt" ] && RESUME=(--resume)
-  edge train --data "$SUBSET" --val "$CAT/val_mini" --init models/rtvp-n-synth --lr 0.001 \
-    --epochs 100 --max-steps "$STEPS" --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 100 \
-    --save-every 100 --half-weights --version finish-probe --out "$WORK/n" "${RESUME[@]}"
-fi
+# Two arms, the same steps and seeds: the model as it is, and with a stride-4 head level
+# added (`--p2`, the thin-defect question; new weights start untrained).
+for ARM in n n-p2; do
+  NAME=finish-probe${ARM#n}
+  FLAG=()
+  [ "$ARM" = n-p2 ] && FLAG=(--p2)
+  if [ ! -f "$WORK/$ARM/$NAME/manifest.json" ]; then
+    RESUME=()
+    [ -f "$WORK/$ARM/last.pt" ] && RESUME=(--resume)
+    edge train --data "$SUBSET" --val "$CAT/val_mini" --init models/rtvp-n-synth --lr 0.001 \
+      --epochs 100 --max-steps "$STEPS" --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 100 \
+      --save-every 100 --half-weights --version "$NAME" --out "$WORK/$ARM" "${FLAG[@]}" "${RESUME[@]}"
+  fi
+done
 # At the inference size of the line (640) and at the views' native scale (832).
 for SIZE in 640 832; do
   OUT="$WORK/test_metrics_$SIZE.json"
   [ -f "$OUT" ] || edge eval "$WORK/n/finish-probe" --data "$CAT/test" --vocab "$FINISH" \
     --runtime onnxruntime --imgsz "$SIZE" --json "$OUT"
 done
+OUT="$WORK/test_metrics_p2_640.json"
+[ -f "$OUT" ] || edge eval "$WORK/n-p2/finish-probe-p2" --data "$CAT/test" --vocab "$FINISH" \
+  --runtime onnxruntime --imgsz 640 --json "$OUT"
