@@ -34,18 +34,9 @@ EOF
 
 # Two arms, the same steps and seeds: the model as it is, and with a stride-4 head level
 # added (`--p2`, the thin-defect question; new weights start untrained).
-for ARM in n n-p2; do
-  NAME=finish-probe${ARM#n}
-  FLAG=()
-  [ "$ARM" = n-p2 ] && FLAG=(--p2)
-  if [ ! -f "$WORK/$ARM/$NAME/manifest.json" ]; then
-    RESUME=()
-    [ -f "$WORK/$ARM/last.pt" ] && RESUME=(--resume)
-    edge train --data "$SUBSET" --val "$CAT/val_mini" --init models/rtvp-n-synth --lr 0.001 \
-      --epochs 100 --max-steps "$STEPS" --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 100 \
-      --save-every 100 --half-weights --version "$NAME" --out "$WORK/$ARM" "${FLAG[@]}" "${RESUME[@]}"
-  fi
-done
+source "$(dirname "$0")/finetune.sh"
+finetune "$WORK/n" finish-probe "$SUBSET" "$CAT/val_mini" "$STEPS"
+finetune "$WORK/n-p2" finish-probe-p2 "$SUBSET" "$CAT/val_mini" "$STEPS" --p2
 # At the inference size of the line (640) and at the views' native scale (832).
 for SIZE in 640 832; do
   OUT="$WORK/test_metrics_$SIZE.json"

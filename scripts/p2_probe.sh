@@ -18,16 +18,10 @@ mkdir -p "$WORK"
 [ -d "$WORK/val_mini" ] || edge synth -n 4 --seed 2001 --out "$WORK/val_mini"  # only watched
 [ -d "$WORK/test" ] || edge synth -n 100 --seed 3000 --out "$WORK/test"        # never seen
 
+source "$(dirname "$0")/finetune.sh"
+finetune "$WORK/control" rtvp-n-control "$WORK/train" "$WORK/val_mini" "$STEPS"
+finetune "$WORK/p2" rtvp-n-p2 "$WORK/train" "$WORK/val_mini" "$STEPS" --p2
 for ARM in control p2; do
-  FLAG=()
-  [ "$ARM" = p2 ] && FLAG=(--p2)
-  if [ ! -f "$WORK/$ARM/rtvp-n-$ARM/manifest.json" ]; then
-    RESUME=()
-    [ -f "$WORK/$ARM/last.pt" ] && RESUME=(--resume)
-    edge train --data "$WORK/train" --val "$WORK/val_mini" --init models/rtvp-n-synth --lr 0.001 \
-      --epochs 100 --max-steps "$STEPS" --crop 256 --batch 8 --imgsz 640 --threads 2 --val-every 100 \
-      --save-every 100 --half-weights --version "rtvp-n-$ARM" --out "$WORK/$ARM" "${FLAG[@]}" "${RESUME[@]}"
-  fi
   OUT="$WORK/test_metrics_$ARM.json"
   [ -f "$OUT" ] || edge eval "$WORK/$ARM/rtvp-n-$ARM" --data "$WORK/test" --runtime onnxruntime \
     --imgsz 640 --target-fr 0.01 --json "$OUT"
