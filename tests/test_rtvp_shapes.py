@@ -72,4 +72,11 @@ def test_p2_adds_a_stride4_level_and_leaves_the_others_alone():
     assert out["shapes"] == ref["shapes"] + [(64, 80)] and out["strides"] == [8, 16, 32, 4]
     three = ref["logits"].shape[1]
     assert out["logits"].shape == (1, three + 64 * 80, 3)
-    assert torch.allclose(out["logits"][:, :three], ref["logits"], atol=1e-5)  # the old levels unchanged
+    assert torch.allclose(out["logits"][:, :three], ref["logits"], atol=1e-5)
+    # At initialisation the logits hardly depend on the features, so compare N3-N5 themselves.
+    feats = [torch.randn(1, c, 256 // s, 320 // s) for c, s in zip((64, 128, 256, 32), (8, 16, 32, 4))]
+    with torch.no_grad():
+        n_fine = fine.neck(feats, fine.neck.guides(text))
+        n_base = base.neck(feats[:3], base.neck.guides(text))
+    assert len(n_fine) == 4 and n_fine[3].shape == (1, 32, 64, 80)
+    assert all(torch.equal(a, b) for a, b in zip(n_fine[:3], n_base))  # the old levels unchanged
