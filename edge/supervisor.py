@@ -118,6 +118,7 @@ class Supervisor:
         self._views = (0, clock())
         self._late_seen = 0
         self._bad_control = 0
+        self._pids_unwritten = False
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -223,9 +224,21 @@ class Supervisor:
         log.info("started %s (pid %d)", stage.name, stage.process.pid)
 
     def _write_pids(self) -> None:
+        """run/stages.json names each stage's pid for tools, rewritten at each (re)start. A full
+        disk delays it (retried with each status line), never a restart."""
         pids = {s.name: s.process.pid for s in self.stages.values() if s.process is not None}
-        with atomic_write(self.run_dir / "stages.json", fsync=False) as fh:  # rewritten at each (re)start
-            json.dump(pids, fh)
+        path = self.run_dir / "stages.json"
+        try:
+            with atomic_write(path, fsync=False) as fh:
+                json.dump(pids, fh)
+        except OSError as exc:
+            if not self._pids_unwritten:
+                log.error("ALARM: cannot write %s (%s); it names stale pids until the disk has room", path, exc)
+            self._pids_unwritten = True
+            return
+        if self._pids_unwritten:
+            log.warning("%s is written again", path)
+        self._pids_unwritten = False
 
     def _await_ready(self, names: list[str]) -> None:
         end = time.monotonic() + START_TIMEOUT_S
@@ -292,6 +305,8 @@ class Supervisor:
             self._health(now)
             if now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
+                if self._pids_unwritten:
+                    self._write_pids()
                 line = self.status_line()
                 self.echo(line)
                 self.notifier.status(line)

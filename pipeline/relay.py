@@ -30,6 +30,7 @@ import serial
 
 from pipeline.errors import PipelineError
 from pipeline.pulses import Key, Pulse, PulseSchedule
+from storage.files import atomic_write
 from storage.plugins import Plugins
 
 log = logging.getLogger(__name__)
@@ -231,11 +232,16 @@ class PlcOutput:
 
 
 def write_name(data_dir: Path, what: str, dev) -> None:
-    """Tell tools where a pseudo-terminal is (its name changes at every start)."""
+    """Tell tools where a pseudo-terminal is (its name changes at every start); on a full disk
+    they are not told, and the output works all the same."""
     if isinstance(dev, PtyPort):
         path = Path(data_dir) / "run" / f"{what}.pty"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dev.name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path, fsync=False) as fh:
+                fh.write(dev.name)
+        except OSError as exc:
+            log.error("ALARM: cannot write %s (%s): tools cannot find this %s terminal", path, exc, what)
 
 
 # reject.driver -> output; both are built as cls(reject config, serial port, restored schedule).

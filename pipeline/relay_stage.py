@@ -24,7 +24,7 @@ rebuilds its schedule from it, fires what is still ahead on time, raises an alar
 every reject whose ejector time passed while it was down, and asks the decision stage
 to re-send its open arms and recent decisions (`sync`): those lost in its socket when it
 died arrive again, and duplicates are recognised. Every output and alarm is also written
-to the audit journal <data_dir>/relay/outputs.jsonl (rotated) and, as an event row, to
+to the audit journal <data_dir>/relay/outputs.jsonl (pipeline/audit.py) and, as an event row, to
 the database.
 """
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import logging.handlers
 import os
 import time
 from datetime import datetime, timezone
@@ -41,6 +40,7 @@ from pathlib import Path
 import zmq
 
 from pipeline import codec
+from pipeline.audit import audit_logger
 from pipeline.journal import PulseJournal
 from pipeline.outbox import Outbox
 from pipeline.pulses import (ALARMED, ARM, FIRED, MISSED, OVERRULED, PASS, REJECT, SCHEDULED, Key, Pulse,
@@ -79,20 +79,6 @@ class StallWatch:
         began, cpu = self.wall_ns, self.cpu_ns
         self.mark()
         return began, (self.wall_ns - began) - (self.cpu_ns - cpu) - asked_ns
-
-
-def audit_logger(data_dir: Path) -> logging.Logger:
-    """outputs.jsonl: one JSON line per output and alarm, for people and tools (rotated)."""
-    folder = Path(data_dir) / "relay"
-    folder.mkdir(parents=True, exist_ok=True)
-    audit = logging.getLogger("edge.relay.journal")
-    audit.propagate = False
-    audit.setLevel(logging.INFO)
-    audit.handlers.clear()
-    handler = logging.handlers.RotatingFileHandler(folder / "outputs.jsonl", maxBytes=10 << 20, backupCount=5)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    audit.addHandler(handler)
-    return audit
 
 
 class RejectController:

@@ -77,3 +77,14 @@ def model(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
     ship_onnx(tiny_package(root / "tiny-1"))
     return root
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Path:
+    """An 8 MB tmpfs (disk_support.fill makes it full), unmounted afterwards."""
+    from disk_support import mount_tmpfs, unmount
+
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, 8)
+    yield disk
+    unmount(disk)

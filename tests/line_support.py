@@ -19,6 +19,7 @@ import yaml
 import zmq
 
 from bench import free_port
+from pipeline.metrics_read import scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 IMGSZ = 320
@@ -212,10 +213,23 @@ def stages(data: Path) -> dict:
 
 
 def journal(data: Path, kind: str = "pulse") -> list[dict]:
+    """The relay's audit lines of `kind`; a last line still being written (or held up by a full
+    disk) is not one yet, as for the line's own readers."""
     path = data / "relay" / "outputs.jsonl"
     if not path.exists():
         return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
+    lines = path.read_text().split("\n")[:-1]
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def counted(address: str, metric: str, **wanted: str) -> float:
+    """The sum of `metric`'s samples whose labels include `wanted`, from the line's metrics
+    endpoint (which only reads files, so it answers on a full disk too); 0 before it serves."""
+    try:
+        samples = scrape(address).get(metric, [])
+    except OSError:
+        return 0
+    return sum(v for labels, v in samples if wanted.items() <= labels.items())
 
 
 def check_one_decision_each(data: Path) -> list[tuple]:

@@ -11,15 +11,16 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from line_support import (READER_SLACK_NS, TOLERANCE_NS, check_one_decision_each, db_rows, explain_late, finish, journal,
-                          stages, start, wait_for)
+from disk_support import mount_tmpfs, unmount
+from line_support import (READER_SLACK_NS, TOLERANCE_NS, check_one_decision_each, counted, db_rows, explain_late,
+                          finish, journal, stages, start, wait_for)
 
 PERIOD_NS = 1_000_000_000  # 60 containers/min
 TRAVEL_NS = 1_500_000_000
@@ -136,32 +137,29 @@ def test_writer_decision_station_and_worker_killed_lose_no_record(tmp_path, mode
     assert pings and max(gaps) < 2e9, f"watchdog gap {max(gaps) / 1e9:.1f} s"  # under WatchdogSec/2
 
 
-def _mount_tmpfs(path: Path, size_mb: int) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
-
-
 @pytest.mark.timeout(900)
 def test_full_disk_stops_images_first_and_loses_no_record(tmp_path, model):
     """The data folder on a 48 MB tmpfs: below storage.min_free_mb images stop and an alarm
-    event is raised while records commit; with no space at all records wait in the decision
-    stage's journal; when space returns every container is recorded exactly once."""
+    event is raised while records commit; with no space at all the line goes on deciding and
+    ejecting, records wait in the decision stage's journal, and a reject controller killed then
+    comes back; when space returns every container is recorded exactly once and every reject
+    is a pulse or an alarm. Progress on the full disk is read from the metrics endpoint: the
+    relay's audit lines wait in memory until the disk has room."""
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, 48)
+    mount_tmpfs(disk, 48)
     try:
         n = 24
         filler = disk / "filler"
-        proc, data, _, reader = start(tmp_path, model, "--containers", str(n),
-                                      storage={"data_dir": str(disk / "data"), "min_free_mb": 20,
-                                               "keep_images": "all", "image_format": "png"})
-        wait_for(lambda: len(journal(data)) >= 3, 120, "the first containers")
+        proc, data, config, reader = start(tmp_path, model, "--containers", str(n),
+                                           storage={"data_dir": str(disk / "data"), "min_free_mb": 20,
+                                                    "keep_images": "all", "image_format": "png"})
+        address = yaml.safe_load(config.read_text())["metrics"]["address"]
+        decided = lambda: counted(address, "edge_decisions_total")  # noqa: E731
+        wait_for(lambda: decided() >= 3, 120, "the first containers")
         free = shutil.disk_usage(disk).free
         with open(filler, "wb") as f:  # leave 8 MB: under the guard, images stop
             f.write(b"\0" * (free - (8 << 20)))
-        wait_for(lambda: len(journal(data)) >= 8, 60, "containers on a low disk")
+        wait_for(lambda: decided() >= 8, 60, "containers on a low disk")
         with open(filler, "ab") as f:  # and then nothing at all
             try:
                 while True:
@@ -169,17 +167,22 @@ def test_full_disk_stops_images_first_and_loses_no_record(tmp_path, model):
                     f.flush()
             except OSError:
                 pass
-        wait_for(lambda: len(journal(data)) >= 14, 60, "containers on a full disk")
+        old, at = kill(data, "relay")
+        wait_for(lambda: counted(address, "edge_stage_restarts_total", stage="relay") >= 1, 60,
+                 "the relay to be restarted on the full disk")
+        wait_for(lambda: decided() >= 14, 60, "containers on a full disk")
         filler.unlink()  # space returns
         assert finish(proc, tmp_path, 300) == 0, (tmp_path / "edge.log").read_text()[-3000:]
         reader.close()
-        rows = check_one_decision_each(data)
-        assert len(rows) == n
+        up = min(s["ready_ns"] for s in journal(data, "started") if s["ready_ns"] > at)
+        counts = account(data, reader.on_times, [(at, up)], kills=1)
+        assert counts["rows"] == n
         events = [e for (e,) in db_rows(data, "SELECT kind FROM events")]
         assert "disk low" in events
         kept = db_rows(data, "SELECT count(*) FROM views WHERE image_state = 'stored'")[0][0]
         assert 0 < kept < 6 * n  # images before the guard and after, none in between
         log = (tmp_path / "edge.log").read_text()
-        assert "writer cannot start" not in log and "died" not in log
+        assert "writer cannot start" not in log
+        assert log.count(" died with exit code") == 1, "a stage died besides the relay that was killed"
     finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+        unmount(disk)

@@ -19,7 +19,7 @@ import zmq
 
 from pipeline import codec
 from pipeline.metrics_read import scrape
-from line_support import (check_one_decision_each, check_pulses, db_rows, finish, ipc_socket, journal,
+from line_support import (check_one_decision_each, counted, check_pulses, db_rows, finish, ipc_socket, journal,
                           stages as _stages, start as start_line, wait_for)
 
 TRAVEL_MS = 1500
@@ -45,8 +45,8 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
     seq_file = data / "run" / "last_seq"
     first = seq_file.read_text()
     wait_for(lambda: seq_file.read_text() not in (first, ""), 30, "a new container at the gate")
-    sent = _counted(address, "edge_frames_total", stage="station", outcome="sent")
-    wait_for(lambda: _counted(address, "edge_frames_total", stage="station", outcome="sent") > sent, 30,
+    sent = counted(address, "edge_frames_total", stage="station", outcome="sent")
+    wait_for(lambda: counted(address, "edge_frames_total", stage="station", outcome="sent") > sent, 30,
              "its first views on their way to the worker")
     os.kill(victim, signal.SIGKILL)
     assert finish(proc, tmp_path, 300) == 0, (tmp_path / "edge.log").read_text()[-3000:]
@@ -70,7 +70,7 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
 
 
 @pytest.mark.timeout(1500)
-def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, model):
+def test_sigterm_mid_run_decides_in_flight_and_bad_input_iscounted(tmp_path, model):
     proc, data, config, reader = start(tmp_path, model)
     address = yaml.safe_load(config.read_text())["metrics"]["address"]
     ctx = zmq.Context()
@@ -94,7 +94,7 @@ def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, mo
     relay.send(codec.pack("arm", seq=10**9, t_gate_ns=due - TRAVEL_MS * 1_000_000, due_ns=due))
     relay.send(b"{")
     storage.send_multipart([b'{"kind": "decision", "seq": 5}'])
-    samples = wait_for(lambda: _counted(address, "edge_bad_messages_total") >= 6 and scrape(address), 30, "bad input to be counted")
+    samples = wait_for(lambda: counted(address, "edge_bad_messages_total") >= 6 and scrape(address), 30, "bad input to be counted")
     status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--address", address],
                             capture_output=True, text=True)
     assert status.returncode == 0 and "rejects by reason" in status.stdout, status.stderr
@@ -119,12 +119,3 @@ def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, mo
     assert {k: v for k, v in bad.items() if v} == {
         ("decision", "not json"): 1, ("decision", "invalid"): 1, ("relay", "not json"): 1,
         ("writer", "invalid"): 1, ("decision", "unknown container"): 1}
-
-
-def _counted(address: str, metric: str, **wanted: str) -> float:
-    """The sum of `metric`'s samples whose labels include `wanted`; 0 before the line serves metrics."""
-    try:
-        samples = scrape(address).get(metric, [])
-    except OSError:
-        return 0
-    return sum(v for labels, v in samples if wanted.items() <= labels.items())

@@ -3,15 +3,13 @@
 The decision stage re-sends every container the writer has not acknowledged (through
 `Recorder(on_commit=...)`), so the Recorder must write each container once whatever the
 retries; and a full disk must cost images first, never records, and never stop the writer.
-The full-disk tests run on a real 8 MB tmpfs (mounting needs root; they skip elsewhere).
+The full-disk tests run on a real 8 MB tmpfs (conftest's small_disk; they skip without root).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -22,6 +20,7 @@ from storage.db import NOT_KEPT, STORED, Container, Detection, Event, View, make
 from storage.errors import StorageError
 from storage.records import ContainerRecord
 from storage.writer import Recorder
+from disk_support import fill
 from storage_support import IMAGES, assert_consistent, record_all
 
 
@@ -126,35 +125,6 @@ def test_a_data_folder_that_cannot_be_created_is_a_user_error(tmp_path):
 
 
 # -- a real full disk ----------------------------------------------------------------------
-
-@pytest.fixture
-def small_disk(tmp_path) -> Path:
-    """An 8 MB tmpfs, unmounted afterwards (lazily: a failed test may still hold a file open)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): the full-disk tests need root")
-    yield disk
-    subprocess.run(["umount", "--lazy", str(disk)], check=True)
-
-
-def fill(disk: Path, leave_mb: float = 0.0) -> Path:
-    """Fill the file system with one file, leaving `leave_mb` free (0: until ENOSPC)."""
-    filler = disk / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while shutil.disk_usage(disk).free > leave_mb * 1e6 + 65536:
-                f.write(b"\0" * 65536)
-                f.flush()
-            if leave_mb == 0:
-                f.write(b"\0" * 65536 * 4)
-                f.flush()
-        except OSError:  # ENOSPC: full
-            pass
-    return filler
-
 
 def test_low_disk_stops_images_not_records_and_both_return(small_disk):
     acks = Acks()
