@@ -39,7 +39,7 @@ import zmq
 
 from edge import logs
 from edge.systemd import Notifier
-from pipeline import codec
+from pipeline import codec, metric_files
 from pipeline.errors import PipelineError
 from pipeline.sockets import Endpoints, run_dir
 from pipeline import stage as stage_process
@@ -184,6 +184,7 @@ class Supervisor:
         for path in folder.glob("*.db"):
             path.unlink()
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+        metric_files.keep_spares(folder)
         from pipeline import metrics
 
         metrics.ready("supervisor")
@@ -305,6 +306,7 @@ class Supervisor:
             self._health(now)
             if now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
+                metric_files.keep_spares(self.run_dir / "metrics")
                 if self._pids_unwritten:
                     self._write_pids()
                 line = self.status_line()

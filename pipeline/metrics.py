@@ -6,53 +6,40 @@ stage, each stage writes its own files there, and the supervisor's endpoint sums
 Counters therefore survive a stage's restart. Import this module only after the
 variable is set (stage processes inherit it).
 
-prometheus-client writes those files through memory maps. On a full disk, a mapped page
-with no disk block behind it kills the writing process with SIGBUS, e.g. a stage restarted
-on a full disk, or a label value first seen then. So each process's files are allocated
-before its first metric exists (`reserve_files`); where the disk cannot give them, that
-process counts in memory only, off the endpoint, and logs an ALARM saying so.
+Each process's files get their disk blocks before its first metric (pipeline/metric_files.py):
+written through memory maps, files without them kill a process with SIGBUS on a full disk.
+A process that gets none counts in memory only, off the endpoint, and logs an ALARM.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram, values
 
-from pipeline import codec
+from pipeline import codec, metric_files
 
 log = logging.getLogger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-FILE_KINDS = ("counter", "histogram", "gauge_livesum", "gauge_livemax")  # every type and mode used below
-FILE_BYTES = 1 << 16  # per file, as prometheus-client starts one; every stage together uses 12 KiB
 
 
 def reserve_files() -> None:
-    """Give this process's metric files their disk blocks now, or keep its metrics in memory."""
+    """This process's metric files, allocated; or its metrics in memory, with an ALARM."""
     folder = os.environ.get(ENV)
     if not folder:
         return
-    made: list[str] = []
     try:
-        for kind in FILE_KINDS:
-            path = os.path.join(folder, f"{kind}_{os.getpid()}.db")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            made.append(path)
-            try:
-                os.posix_fallocate(fd, 0, FILE_BYTES)
-            finally:
-                os.close(fd)
+        reserved = metric_files.reserve(Path(folder), os.getpid())
+        reason = "the disk is full and no spare file is left"
     except OSError as exc:
-        for path in made:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        reserved, reason = False, str(exc)
+    if not reserved:
         values.ValueClass = values.MutexValue
-        log.error("ALARM: cannot allocate this process's metric files in %s (%s): its metrics are not "
-                  "served until it restarts with room on the disk", folder, exc)
+        log.error("ALARM: no metric files for this process in %s (%s): its metrics are not served until "
+                  "it restarts with room on the disk", folder, reason)
 
 
 reserve_files()

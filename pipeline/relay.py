@@ -232,16 +232,20 @@ class PlcOutput:
 
 
 def write_name(data_dir: Path, what: str, dev) -> None:
-    """Tell tools where a pseudo-terminal is (its name changes at every start); on a full disk
-    they are not told, and the output works all the same."""
+    """Tell tools where a pseudo-terminal is (its name changes at every start). Atomically; on a
+    full disk in place, in the block the file already has; failing that tools are not told,
+    and the output works all the same."""
     if isinstance(dev, PtyPort):
         path = Path(data_dir) / "run" / f"{what}.pty"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(path, fsync=False) as fh:
                 fh.write(dev.name)
-        except OSError as exc:
-            log.error("ALARM: cannot write %s (%s): tools cannot find this %s terminal", path, exc, what)
+        except OSError:
+            try:
+                path.write_text(dev.name)
+            except OSError as exc:
+                log.error("ALARM: cannot write %s (%s): tools cannot find this %s terminal", path, exc, what)
 
 
 # reject.driver -> output; both are built as cls(reject config, serial port, restored schedule).
