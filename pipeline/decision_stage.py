@@ -5,8 +5,10 @@ stage adds what makes them durable (pipeline/journal.py's DecisionJournal, writt
 before anything is sent):
 
 - every decision stays in the journal until the storage writer acknowledges its commit
-  (`ack`); unacknowledged ones are re-sent every RESEND_S, and at once when a restarted
-  writer asks (`sync`): a killed writer or a full disk loses no record;
+  (`ack`); unacknowledged ones are re-sent every RESEND_S, at once when a restarted
+  writer asks (`sync`), and each second while the stage stops (the writer stops after it):
+  a killed writer or a full disk loses no record, and a stop soon after a failed commit
+  leaves none to the next run;
 - a restarted reject controller asks (`sync`) and gets the arms of every open container
   and every recent decision again, then a `sync` back that says "that was all";
 - a restarted decision stage rejects the containers it had open, re-sends its recent and
@@ -220,8 +222,8 @@ class DecisionStage:
         self.sent_at[(decision["seq"], decision["t_gate_ns"])] = time.monotonic()
         self.writer.send([codec.pack("decision", **decision)])
 
-    def resend_unacked(self) -> None:
-        """Decisions the writer has not acknowledged in RESEND_S: send them again (bounded)."""
+    def resend_unacked(self, after_s: float = RESEND_S) -> None:
+        """Decisions the writer has not acknowledged in `after_s`: send them again (bounded)."""
         now = time.monotonic()
         if now - self._resend_check < 1.0 or self.writer.waiting:
             return
@@ -234,7 +236,7 @@ class DecisionStage:
             self.sent_at.pop(key, None)
             log.error("ALARM: container %d: the storage writer has not committed it and %d more wait; "
                       "its record is dropped", key[0], UNACKED_LIMIT)
-        due = [d for d in unacked if now - self.sent_at.get((d["seq"], d["t_gate_ns"]), 0) >= RESEND_S]
+        due = [d for d in unacked if now - self.sent_at.get((d["seq"], d["t_gate_ns"]), 0) >= after_s]
         for decision in due[:RESEND_BATCH]:
             self._to_writer(decision)
         if due:
@@ -306,6 +308,7 @@ class DecisionStage:
         stop = time.monotonic() + 5  # acks of the last decisions, and our queues drained
         while (self.relay.waiting or self.writer.waiting or self.journal.unacked()) and time.monotonic() < stop:
             self._receive(10)
+            self.resend_unacked(after_s=1.0)  # a commit that failed lately (a full disk): its decisions go again now
             self.relay.flush()
             self.writer.flush()
         self._beat(force=True)

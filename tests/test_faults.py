@@ -141,8 +141,8 @@ def test_writer_decision_station_and_worker_killed_lose_no_record(tmp_path, mode
 def test_full_disk_stops_images_first_and_loses_no_record(tmp_path, model):
     """The data folder on a 48 MB tmpfs: below storage.min_free_mb images stop and an alarm
     event is raised while records commit; with no space at all the line goes on deciding and
-    ejecting, records wait in the decision stage's journal, and a reject controller killed then
-    comes back; when space returns every container is recorded exactly once and every reject
+    ejecting, records wait in the decision stage's journal, and the decision stage and the
+    reject controller, each killed then, come back with their metrics on the endpoint; when space returns every container is recorded exactly once and every reject
     is a pulse or an alarm. Progress on the full disk is read from the metrics endpoint: the
     relay's audit lines wait in memory until the disk has room."""
     disk = tmp_path / "disk"
@@ -167,15 +167,20 @@ def test_full_disk_stops_images_first_and_loses_no_record(tmp_path, model):
                     f.flush()
             except OSError:
                 pass
-        old, at = kill(data, "relay")
+        _, at = kill(data, "decision")  # the line's durable outbox, on a disk that takes no journal line
+        wait_for(lambda: counted(address, "edge_stage_restarts_total", stage="decision") >= 1, 60,
+                 "the decision stage to be restarted on the full disk")
+        down = [(at - TRAVEL_NS, time.monotonic_ns() + 5 * PERIOD_NS)]  # its successor rejects what it had open
+        wait_for(lambda: decided() >= 12, 60, "decisions from the new decision stage")
+        _, at = kill(data, "relay")
         wait_for(lambda: counted(address, "edge_stage_restarts_total", stage="relay") >= 1, 60,
                  "the relay to be restarted on the full disk")
-        wait_for(lambda: decided() >= 14, 60, "containers on a full disk")
+        wait_for(lambda: decided() >= 16, 60, "containers on a full disk")
         filler.unlink()  # space returns
         assert finish(proc, tmp_path, 300) == 0, (tmp_path / "edge.log").read_text()[-3000:]
         reader.close()
         up = min(s["ready_ns"] for s in journal(data, "started") if s["ready_ns"] > at)
-        counts = account(data, reader.on_times, [(at, up)], kills=1)
+        counts = account(data, reader.on_times, down + [(at, up)], kills=1)
         assert counts["rows"] == n
         events = [e for (e,) in db_rows(data, "SELECT kind FROM events")]
         assert "disk low" in events
@@ -183,6 +188,7 @@ def test_full_disk_stops_images_first_and_loses_no_record(tmp_path, model):
         assert 0 < kept < 6 * n  # images before the guard and after, none in between
         log = (tmp_path / "edge.log").read_text()
         assert "writer cannot start" not in log
-        assert log.count(" died with exit code") == 1, "a stage died besides the relay that was killed"
+        assert log.count(" died with exit code") == 2, "a stage died besides the two that were killed"
+        assert "no metric files" not in log, "a restarted stage's metrics off the endpoint"
     finally:
         unmount(disk)
