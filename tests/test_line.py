@@ -70,7 +70,7 @@ def test_line_runs_n_containers_and_survives_a_killed_worker(tmp_path, model):
 
 
 @pytest.mark.timeout(1500)
-def test_sigterm_mid_run_decides_in_flight_and_bad_input_iscounted(tmp_path, model):
+def test_sigterm_mid_run_decides_in_flight_and_bad_input_is_counted(tmp_path, model):
     proc, data, config, reader = start(tmp_path, model)
     address = yaml.safe_load(config.read_text())["metrics"]["address"]
     ctx = zmq.Context()
