@@ -44,7 +44,7 @@ from pipeline.errors import PipelineError
 from pipeline.sockets import Endpoints, run_dir
 from pipeline import stage as stage_process
 from pipeline.stage import EXIT_USER_ERROR
-from storage.files import atomic_write
+from storage.files import Outage, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Supervisor:
         self._views = (0, clock())
         self._late_seen = 0
         self._bad_control = 0
-        self._pids_unwritten = False
+        self._pids = Outage(self.run_dir / "stages.json", "it names stale pids until the disk has room", log)
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -228,18 +228,13 @@ class Supervisor:
         """run/stages.json names each stage's pid for tools, rewritten at each (re)start. A full
         disk delays it (retried with each status line), never a restart."""
         pids = {s.name: s.process.pid for s in self.stages.values() if s.process is not None}
-        path = self.run_dir / "stages.json"
         try:
-            with atomic_write(path, fsync=False) as fh:
+            with atomic_write(self._pids.path, fsync=False) as fh:
                 json.dump(pids, fh)
         except OSError as exc:
-            if not self._pids_unwritten:
-                log.error("ALARM: cannot write %s (%s); it names stale pids until the disk has room", path, exc)
-            self._pids_unwritten = True
+            self._pids.failed(exc)
             return
-        if self._pids_unwritten:
-            log.warning("%s is written again", path)
-        self._pids_unwritten = False
+        self._pids.ended()
 
     def _await_ready(self, names: list[str]) -> None:
         end = time.monotonic() + START_TIMEOUT_S
@@ -307,7 +302,7 @@ class Supervisor:
             if now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
                 metric_files.keep_spares(self.run_dir / "metrics")
-                if self._pids_unwritten:
+                if self._pids.active:
                     self._write_pids()
                 line = self.status_line()
                 self.echo(line)

@@ -16,6 +16,8 @@ import os
 from collections import deque
 from pathlib import Path
 
+from storage.files import Outage
+
 log = logging.getLogger(__name__)
 
 MAX_BYTES, BACKUPS = 10 << 20, 5
@@ -30,7 +32,7 @@ class WholeLines(logging.handlers.RotatingFileHandler):
         super().__init__(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, delay=True)
         self.held: deque[bytes] = deque(maxlen=HELD_LINES)
         self.dropped = 0
-        self.refused = False
+        self.outage = Outage(Path(self.baseFilename), "its lines wait in memory until the disk has room", log)
 
     def _open(self):
         return open(self.baseFilename, "ab", buffering=0)
@@ -48,14 +50,10 @@ class WholeLines(logging.handlers.RotatingFileHandler):
                 self._write_whole(self.held[0])
                 self.held.popleft()
         except OSError as exc:
-            if not self.refused:
-                log.error("ALARM: cannot write %s (%s): its lines wait in memory until the disk has room",
-                          self.baseFilename, exc)
-            self.refused = True
+            self.outage.failed(exc)
             return
-        if self.refused:
-            log.warning("%s is written again (%d lines that waited were lost)", self.baseFilename, self.dropped)
-        self.refused, self.dropped = False, 0
+        self.outage.ended(f" ({self.dropped} lines that waited were lost)")
+        self.dropped = 0
 
     def _write_whole(self, line: bytes) -> None:
         fd = self.stream.fileno()

@@ -33,7 +33,7 @@ from pipeline.journal import GateLog
 from pipeline.outbox import Outbox
 from pipeline.sockets import run_dir
 from storage.bounded import BoundedSet
-from storage.files import atomic_write, sweep_temporaries
+from storage.files import Outage, atomic_write, sweep_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class SeqMap:
         self.saved = self.last
         sweep_temporaries(path)  # a write that a kill -9 interrupted
         self.base: int | None = None
-        self._failed = False
+        self.outage = Outage(path, "container numbers are kept in memory", log)
 
     def __call__(self, seq: int) -> int:
         if self.base is None:
@@ -72,11 +72,9 @@ class SeqMap:
             with atomic_write(self.path, fsync=False) as fh:
                 fh.write(str(self.last))
             self.saved = self.last
-            self._failed = False
+            self.outage.ended()
         except OSError as exc:
-            if not self._failed:
-                log.error("ALARM: cannot write %s (%s); container numbers are kept in memory", self.path, exc)
-            self._failed = True
+            self.outage.failed(exc)
 
 
 class FirstSeq:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from storage.files import atomic_write, sweep_temporaries
+from storage.files import Outage, atomic_write, sweep_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class LineJournal:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.degraded = False
+        self.outage = Outage(self.path, "its state is kept in memory only until the disk has room again", log)
         self._file: Any = None
         self._lines = 0
         self.boot = boot_id()
@@ -88,9 +88,7 @@ class LineJournal:
                 fh.write("".join(f"{line}\n" for line in body))
             self._file = open(self.path, "a")
             self._lines = len(body)
-            if self.degraded:
-                log.warning("journal %s is written again", self.path)
-            self.degraded = False
+            self.outage.ended()
         except OSError as exc:
             self._file = None
             self._fail(exc)
@@ -98,11 +96,13 @@ class LineJournal:
     def due_for_compaction(self) -> bool:
         return self._lines >= COMPACT_EVERY or (self.degraded and self._lines % 100 == 0)
 
+    @property
+    def degraded(self) -> bool:
+        """The disk refused the last write: the state lives in memory until a rewrite succeeds."""
+        return self.outage.active
+
     def _fail(self, exc: OSError) -> None:
-        if not self.degraded:
-            log.error("ALARM: journal %s cannot be written (%s); its state is kept in memory only "
-                      "until the disk has room again", self.path, exc)
-        self.degraded = True
+        self.outage.failed(exc)
         self._lines += 1  # so that a degraded journal retries its rewrite now and then
 
     def _close_file(self) -> None:

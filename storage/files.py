@@ -10,6 +10,7 @@ huge image into None like any other undecodable file, never an exception.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -89,6 +90,26 @@ def atomic_write(path: Path, mode: str = "w", *, fsync: bool = True) -> Iterator
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+class Outage:
+    """A small file of the line that a full disk refuses: one ALARM when its writes start
+    failing (naming what happens meanwhile), one warning when one succeeds again, so a long
+    outage does not flood the log. `log` is the caller's logger, so the lines say who."""
+
+    def __init__(self, path: Path, meanwhile: str, log: logging.Logger) -> None:
+        self.path, self.meanwhile, self.log = path, meanwhile, log
+        self.active = False
+
+    def failed(self, exc: OSError) -> None:
+        if not self.active:
+            self.log.error("ALARM: cannot write %s (%s); %s", self.path, exc, self.meanwhile)
+        self.active = True
+
+    def ended(self, note: str = "") -> None:
+        if self.active:
+            self.log.warning("%s is written again%s", self.path, note)
+        self.active = False
 
 
 def is_temporary(name: str) -> bool:
