@@ -9,7 +9,7 @@ from camera.synth_dataset import SynthRecipe, write_dataset
 from engines.config import EngineConfig
 from engines.package import ModelPackage
 from engines.training.datasets import load_labels
-from engines.training.leave_families_out import held_out, held_out_escape
+from engines.training.leave_families_out import escape_vocabularies, held_out, held_out_escape
 from line_support import IMGSZ
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,10 +35,13 @@ def test_held_out_escape_counts_every_held_out_container(tmp_path, model) -> Non
     good = {im.container_seq for im in labels.images} - defective
     assert defective and good
 
-    figures = held_out_escape(package, tmp_path / "escape",
-                              {"with held-out names": package.vocabulary + novel, "base names only": package.vocabulary},
+    arms = escape_vocabularies(package.vocabulary, novel)
+    assert len(arms) == 4
+    generic = "with held-out names + defect"  # the generic prompt is a word the package was not built with
+    figures = held_out_escape(package, tmp_path / "escape", {tag: arms[tag] for tag in (generic, "base names only")},
                               EngineConfig(runtime="onnxruntime", imgsz=IMGSZ, threads=1), tmp_path / "data")
-    assert figures["with held-out names"]["vocabulary"] == list(package.vocabulary + novel)
+    assert figures[generic]["vocabulary"] == [*package.vocabulary, *novel, "defect"]
+    assert figures["base names only"]["vocabulary"] == list(package.vocabulary)
     for tag, f in figures.items():
         # the held-out containers are defective whether or not the model was told their names
         assert (f["defective_containers"], f["good_containers"]) == (len(defective), len(good)), tag

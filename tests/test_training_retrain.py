@@ -28,7 +28,7 @@ def test_retrain_promotes_better_and_refuses_worse(tmp_path):
 
     better = retrain(load_labels(samples), str(samples), registry, engine, data_dir,
                      **{**common, "out": tmp_path / "better"})
-    print("APS", better.new["ap"], better.active["ap"]); assert better.promoted, better.reason
+    assert better.promoted, better.reason
     assert better.new["ap"] > better.active["ap"]
     assert registry.active_version() == better.package.version
     assert better.package.manifest["parent"] == "weak"
@@ -38,7 +38,7 @@ def test_retrain_promotes_better_and_refuses_worse(tmp_path):
     # text embeddings once decided which of them scored higher.
     worse = retrain(load_labels(swapped), str(swapped), registry, engine, data_dir,
                     **{**common, "out": tmp_path / "worse", "replay_share": 0.0, "lr": 2e-2})
-    print("APS", worse.new["ap"], worse.active["ap"]); assert not worse.promoted
+    assert not worse.promoted, (worse.new["ap"], worse.active["ap"])
     assert "worse" in worse.reason
     assert worse.new["ap"] < worse.active["ap"]
     # registered for the record, but the line keeps the better model
