@@ -19,7 +19,7 @@ from engines.rtvp.common import box_iou_matrix
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: one torch thread
 
 CROP = 64
-STEPS = 300
+STEPS = 200  # recall 1.00 at 200 on the dev machine (0.9 asked); 300 took 81 s of the CI budget
 
 
 def first_view_with_defects(renderer: GlassRenderer, seed: int):
