@@ -1,6 +1,6 @@
 """The model registry: every model version the line has had, and which one is live.
 
-    <data_dir>/models/<version>/   one verified ModelPackage per version
+    <data_dir>/models/<version>/   one verified ModelPackage per version (and its cache/ of exports)
     <data_dir>/models/ACTIVE       the live version's name (replaced atomically)
     <data_dir>/models/HISTORY.json the versions activated so far, oldest first
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ACTIVE = "ACTIVE"
 HISTORY = "HISTORY.json"
+REMOVING = ".removing."  # a version being deleted (hidden from versions())
 # The model shipped in the repository: trained on synthetic containers only.
 SHIPPED = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "rtvp-n-synth"
@@ -92,15 +93,20 @@ class Registry:
     def get(self, version: str) -> ModelPackage:
         """A registered version, verified against its files and its registration digest
         (a tampered or modified package raises EngineError naming the version and what differs)."""
+        folder = self._folder(version)
+        package = ModelPackage.load(folder, registered=True)
+        if package.version != version:
+            raise ModelModified(version, f"its manifest names version {package.version!r}")
+        return package
+
+    def _folder(self, version: str) -> Path:
+        """A registered version's folder, or EngineError naming the versions there are."""
         folder = self.root / check_version_name(version)
         if not (folder / MANIFEST).is_file():
             known = ", ".join(self.versions()) or "none"
             raise EngineError(f"model version {version!r} is not in the registry {self.root} "
                               f"(known: {known})")
-        package = ModelPackage.load(folder, registered=True)
-        if package.version != version:
-            raise ModelModified(version, f"its manifest names version {package.version!r}")
-        return package
+        return folder
 
     def resolve(self, model: str | Path) -> ModelPackage:
         """`active`, a registered version name, or a package folder, verified."""
@@ -164,12 +170,16 @@ class Registry:
         log.info("active model is now %s", version)
         return package
 
-    def rollback(self) -> ModelPackage:
-        """Return to the version that was live before the current one."""
-        history = self.history()
-        current = self.active_version()
+    def _before_current(self) -> list[str]:
+        """HISTORY without its trailing entries for the live version: its last is what rollback returns to."""
+        history, current = self.history(), self.active_version()
         while history and history[-1] == current:
             history.pop()
+        return history
+
+    def rollback(self) -> ModelPackage:
+        """Return to the version that was live before the current one."""
+        current, history = self.active_version(), self._before_current()
         if not history:
             raise EngineError(f"nothing to roll back to: {current or 'no model'} is the first "
                               "active version in this registry")
@@ -179,6 +189,30 @@ class Registry:
         self._write_history(history)
         log.info("rolled back from %s to %s", current, previous)
         return package
+
+    def remove(self, version: str) -> None:
+        """Delete a version and everything cached beside it (exported graphs, engines).
+
+        Each retrain registers a version, promoted or not, so a line that retrains often
+        fills its disk with models (rtvp-n: about 60 MB with its ONNX graphs). The live
+        version and the one `rollback` would return to are refused. The folder is first
+        renamed to a hidden name, which `versions()` skips, so a removal that is killed
+        half-way leaves no half package listed; the next removal clears what is left.
+        """
+        folder = self._folder(version)
+        if version == self.active_version():
+            raise EngineError(f"{version} is the live model; activate another one first "
+                              "(`edge model activate VERSION`)")
+        history = self._before_current()
+        if history and history[-1] == version:
+            raise EngineError(f"{version} is what `edge model rollback` returns to; "
+                              "activate another version first if it must go")
+        if version in self.history():  # first: a rollback must never walk back to a removed version
+            self._write_history([v for v in self.history() if v != version])
+        folder.rename(self.root / f"{REMOVING}{version}")
+        for leftover in self.root.glob(f"{REMOVING}*"):
+            shutil.rmtree(leftover)
+        log.info("removed model %s", version)
 
     def _set_active(self, version: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
-"""The model registry: register, activate, rollback, and refusing tampered packages."""
+"""The model registry: register, activate, rollback, remove, and refusing tampered packages."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -107,3 +108,35 @@ def test_model_cli_list_activate_rollback(tmp_path, shipped_config_path):
     (tmp_path / "data" / "models" / "v2" / "text.npy").write_bytes(b"tampered")
     result = runner.invoke(main, ["model", "activate", "v2", "--config", str(config)])
     assert result.exit_code == 2 and "corrupt or tampered" in result.output
+    result = runner.invoke(main, ["model", "remove", "v1", "--config", str(config)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "live model" in result.output
+    result = runner.invoke(main, ["model", "remove", "v2", "--config", str(config)])  # tampered: still removable
+    assert result.exit_code == 0 and "removed v2; 1 versions left" in result.output, result.output
+
+
+def test_remove_never_takes_the_live_version_or_the_rollback_target(tmp_path):
+    registry = Registry(tmp_path / "data", shipped=None)
+    for version in ("v1", "v2", "v3"):
+        registry.register(stub_package(tmp_path / "src", version))
+        registry.activate(version)
+    graph = registry.root / "v1" / "cache" / "rtvp-640.onnx"  # what the runtimes export beside a version
+    graph.parent.mkdir()
+    graph.write_bytes(b"graph")
+    with pytest.raises(EngineError, match="v3 is the live model"):
+        registry.remove("v3")
+    with pytest.raises(EngineError, match="v2 is what `edge model rollback` returns to"):
+        registry.remove("v2")
+    with pytest.raises(EngineError, match="not in the registry"):
+        registry.remove("v9")
+    registry.remove("v1")
+    assert registry.versions() == ["v2", "v3"] and not (registry.root / "v1").exists()
+    assert registry.history() == ["v2", "v3"]
+    assert registry.rollback().version == "v2"
+    with pytest.raises(EngineError, match="nothing to roll back"):  # never back to the removed v1
+        registry.rollback()
+
+    # A removal killed after its rename: the hidden folder is no version, and the next removal clears it.
+    shutil.copytree(registry.root / "v2", registry.root / ".removing.v0")
+    assert registry.versions() == ["v2", "v3"]
+    registry.remove("v3")
+    assert sorted(p.name for p in registry.root.iterdir()) == ["ACTIVE", "HISTORY.json", "v2"]

@@ -1,4 +1,4 @@
-"""`edge model list | activate V | rollback | info [V|PATH]`: the model registry by hand."""
+"""`edge model list | activate V | rollback | remove V | info [V|PATH]`: the model registry by hand."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def data_dir_of(config_path: Path) -> Path:
 
 @click.group("model")
 def command() -> None:
-    """List, activate, roll back and describe model versions in the registry."""
+    """List, activate, roll back, remove and describe model versions in the registry."""
 
 
 @command.command("list")
@@ -67,6 +67,16 @@ def rollback(config_path: Path) -> None:
     """Return to the version that was live before the current one."""
     package = Registry(data_dir_of(config_path)).rollback()
     click.echo(f"rolled back; active model: {package.version}")
+
+
+@command.command("remove")
+@click.argument("version")
+@config_option("config.yaml naming the data folder.")
+def remove(version: str, config_path: Path) -> None:
+    """Delete VERSION and its exported graphs (never the live one, nor the rollback target)."""
+    registry = Registry(data_dir_of(config_path))
+    registry.remove(version)
+    click.echo(f"removed {version}; {len(registry.versions())} versions left in {registry.root}")
 
 
 @command.command("info")
