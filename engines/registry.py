@@ -203,12 +203,13 @@ class Registry:
         if version == self.active_version():
             raise EngineError(f"{version} is the live model; activate another one first "
                               "(`edge model activate VERSION`)")
-        history = self._before_current()
-        if history and history[-1] == version:
+        before = self._before_current()
+        if before and before[-1] == version:
             raise EngineError(f"{version} is what `edge model rollback` returns to; "
                               "activate another version first if it must go")
-        if version in self.history():  # first: a rollback must never walk back to a removed version
-            self._write_history([v for v in self.history() if v != version])
+        history = self.history()
+        if version in history:  # first: a rollback must never walk back to a removed version
+            self._write_history([v for v in history if v != version])
         folder.rename(self.root / f"{REMOVING}{version}")
         for leftover in self.root.glob(f"{REMOVING}*"):
             shutil.rmtree(leftover)
